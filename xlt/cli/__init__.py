@@ -1,0 +1,57 @@
+"""The `xlt` command line: one thin module per command over the library."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from xlt import __version__
+
+app = typer.Typer(
+    name="xlt",
+    help="Cross-lingual transfer of text classifiers: composable JSONL stages.\n\n"
+    "Every stage reads and writes JSONL records (stdin/stdout or files) or checkpoint "
+    "directories, so pipelines are shell pipes:\n\n"
+    "  xlt pair --src en xnli/dev.*.jsonl | xlt soft-label --teacher en.ckpt | xlt distill --out fr.ckpt -",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+#: Command modules in help order; each has `register(app)`. Only commands that work are listed.
+COMMANDS = ["pair", "env"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"xlt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Cross-lingual transfer of text classifiers."""
+
+
+for _name in COMMANDS:
+    importlib.import_module(f"xlt.cli.{_name.replace('-', '_')}").register(app)
+
+
+def main() -> None:
+    if hasattr(signal, "SIGPIPE"):
+        # `xlt ... | head -1`: die quietly on a closed pipe like a Unix tool, no traceback.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    app(prog_name="xlt")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""`xlt pair`: cross-lingual and parallel records from parallel files (1:N)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from xlt.cli import common
+from xlt.io import SkipReport, check_output, open_output, write_records
+from xlt.pair import PairReport, load_parallel, log_report, pair_records
+from xlt.records import parse_fields
+
+
+def pair_cli(
+    files: common.Files = None,
+    premise_lang: Annotated[Optional[str], typer.Option("--premise-lang", help="Language of the premise (first text field).")] = None,
+    hypothesis_lang: Annotated[Optional[str], typer.Option("--hypothesis-lang", help="Language of the hypothesis (second text field).")] = None,
+    all_pairs: Annotated[bool, typer.Option("--all", help="Every ordered language combination, N x N including same-language.")] = False,
+    langs: Annotated[Optional[str], typer.Option("--langs", help="With --all: only these languages, comma-separated, in this order.")] = None,
+    src: Annotated[Optional[str], typer.Option("--src", help="Parallel records for distillation: each other language's record with this language's record as its `src` view.")] = None,
+    label_from: Annotated[str, typer.Option("--label-from", help="Cross-lingual pairs: take the label from the premise or hypothesis language.")] = "premise",
+    fields: common.Fields = None,
+    output: common.Output = None,
+    force: common.Force = False,
+    on_error: common.OnError = "fail",
+    quiet: common.Quiet = False,
+    verbose: common.Verbose = False,
+) -> None:
+    """Join parallel files by `id` into cross-lingual or source-view records (1:N).
+
+    Output size: --premise-lang/--hypothesis-lang: one record per id present in both languages;
+    --all: N*N records per id present in all N languages (ordered by premise language, then
+    hypothesis language, then input order of ids); --src: one record per id and non-source
+    language. Ids missing in a language are reported and skipped. The whole input is held in
+    memory; the output streams.
+
+    Example: xlt pair --all ../shared/data/xnli/dev.*.jsonl | xlt eval --model en.ckpt --matrix
+    """
+    with common.command("pair", quiet=quiet, verbose=verbose):
+        check_output(output, force=force)
+        skipped = SkipReport()
+        data = load_parallel(files, fields=parse_fields(fields), on_error=on_error, skipped=skipped)
+        report = PairReport()
+        chosen = [x.strip() for x in langs.split(",")] if langs else None
+        records = pair_records(
+            data, premise_lang=premise_lang, hypothesis_lang=hypothesis_lang, all_pairs=all_pairs,
+            langs=chosen, src=src, label_from=label_from, report=report,
+        )
+        with open_output(output, force=force) as out:
+            write_records(records, out)
+        common.report_skipped(skipped)
+        log_report(report)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pair")(pair_cli)

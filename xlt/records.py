@@ -1,0 +1,114 @@
+"""The record contract: task shapes, text fields, languages, views.
+
+A record is one JSON object: `id` (string, equal across languages for parallel data), `lang`
+(ISO 639-1), the task's text fields, optional `label`. Parallel records carry a `src` view
+(`{"lang": "en", <text fields>}`); cross-lingual pairs carry per-field `langs`. Stages add
+`teacher` (soft-label) and `aug` (perturb). Unknown keys always pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from xlt.errors import RecordError, UsageError
+
+Record = dict[str, Any]
+
+#: Task shapes in the order they are tried when inferring fields from a record.
+SHAPES: dict[str, tuple[str, ...]] = {
+    "nli": ("premise", "hypothesis"),
+    "paraphrase": ("sentence1", "sentence2"),
+    "single": ("text",),
+}
+
+
+def parse_fields(spec: str | None) -> tuple[str, ...] | None:
+    """`--fields premise,hypothesis` (or a shape name: nli, paraphrase, single) -> field names."""
+    if spec is None or not spec.strip():
+        return None
+    if spec in SHAPES:
+        return SHAPES[spec]
+    fields = tuple(f.strip() for f in spec.split(",") if f.strip())
+    if not 1 <= len(fields) <= 2:
+        raise UsageError(f"--fields takes one or two comma-separated field names, not {spec!r}")
+    if len(set(fields)) != len(fields):
+        raise UsageError(f"--fields names a field twice: {spec!r}")
+    return fields
+
+
+def infer_fields(record: Record) -> tuple[str, ...]:
+    """The text fields of `record` by the shapes of the contract (pair shapes first)."""
+    for fields in SHAPES.values():
+        if all(f in record for f in fields):
+            return fields
+    shapes = " or ".join("/".join(f) for f in SHAPES.values())
+    raise RecordError(f"cannot tell the task's text fields (expected {shapes}; force with --fields)")
+
+
+def check_text(record: Record, fields: Sequence[str], *, where: str = "") -> None:
+    """Each of `fields` is present, a string and not empty (or blank)."""
+    for f in fields:
+        if f not in record:
+            raise RecordError(f'missing field "{where}{f}"')
+        value = record[f]
+        if not isinstance(value, str):
+            raise RecordError(f'field "{where}{f}" must be a string, got {type(value).__name__}')
+        if not value.strip():
+            raise RecordError(f'field "{where}{f}" is empty')
+
+
+def check_id(record: Record) -> str:
+    if "id" not in record:
+        raise RecordError('missing field "id"')
+    rid = record["id"]
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        raise RecordError(f'field "id" must be a string, got {type(rid).__name__}')
+    return str(rid)
+
+
+def check_lang(record: Record) -> str:
+    if "lang" not in record:
+        raise RecordError('missing field "lang"')
+    lang = record["lang"]
+    if not isinstance(lang, str) or not lang.strip():
+        raise RecordError('field "lang" must be a non-empty string (an ISO 639-1 code)')
+    return lang
+
+
+def record_lang(record: Record) -> str:
+    """The language key used for reporting: `lang`, or `P-H` from `langs` when fields differ."""
+    langs = record.get("langs")
+    if isinstance(langs, dict) and langs:
+        values = [str(v) for v in langs.values()]
+        return values[0] if len(set(values)) == 1 else "-".join(values)
+    lang = record.get("lang")
+    return str(lang) if lang is not None else "?"
+
+
+def field_langs(record: Record, fields: Sequence[str]) -> tuple[str, ...]:
+    """The language of each text field (from `langs`, else `lang`)."""
+    langs = record.get("langs") if isinstance(record.get("langs"), dict) else {}
+    base = str(record.get("lang", "?"))
+    return tuple(str(langs.get(f, base)) for f in fields)
+
+
+def texts(record: Record, fields: Sequence[str]) -> tuple[str, ...]:
+    return tuple(record[f] for f in fields)
+
+
+def src_view(record: Record, fields: Sequence[str]) -> Record:
+    """The record's source-language view (`src`), checked for the text fields."""
+    src = record.get("src")
+    if not isinstance(src, dict):
+        raise RecordError('missing field "src" (the source-language view; build it with xlt pair --src or xlt translate)')
+    check_text(src, fields, where="src.")
+    return src
+
+
+def view(record: Record, fields: Sequence[str], which: str) -> Record:
+    """`which="self"`: the record; `"src"`: its source view; `"auto"`: `src` if present."""
+    if which == "src" or (which == "auto" and isinstance(record.get("src"), dict)):
+        return src_view(record, fields)
+    check_text(record, fields)
+    return record
