@@ -1,0 +1,49 @@
+"""`xlt eval`: accuracy per language, language matrices, intervals and paired tests."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from xlt.cli import common
+
+
+def eval_cli(
+    files: common.Files = None,
+    model: Annotated[str, typer.Option("--model", help="Checkpoint dir (from teach/distill) or any sequence-classification model.")] = ...,
+    compare: Annotated[Optional[str], typer.Option("--compare", help="A second model B: paired bootstrap test of A vs B on the same records.")] = None,
+    matrix: Annotated[bool, typer.Option("--matrix", help="Premise-language x hypothesis-language accuracy matrix (records from xlt pair --all).")] = False,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="With --matrix: write a heatmap PNG here.")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap samples for 95% intervals per language (and for --compare; default 1000 there).")] = 0,
+    predictions: Annotated[Optional[str], typer.Option("--predictions", help="Write each record with its predicted label and probabilities (JSONL) here.")] = None,
+    fields: common.Fields = None,
+    batch_size: common.BatchSize = 64,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Truncation (default: the checkpoint's).")] = None,
+    seed: common.Seed = 0,
+    device: common.Device = "auto",
+    output: common.Output = None,
+    force: common.Force = False,
+    on_error: common.OnError = "fail",
+    quiet: common.Quiet = False,
+    verbose: common.Verbose = False,
+) -> None:
+    """Score a classifier on labelled records: accuracy and macro-F1 per language (`lang`, or
+    `langs` for cross-lingual pairs), the average, and the average over non-source languages.
+
+    Writes a JSON report with a signature (model digest, data digests, xlt version) to stdout or
+    -o, and a table to stderr. Records without a label are counted, not scored. Translate-test is
+    composition: xlt translate --tgt en ... | xlt eval --model en.ckpt
+
+    Example: xlt pair --all dev.*.jsonl | xlt eval --model en.ckpt --matrix --plot matrix.png
+    """
+    with common.command("eval", quiet=quiet, verbose=verbose):
+        from xlt.evaluate.report import evaluate_files
+
+        evaluate_files(files, model=model, compare=compare, matrix=matrix, plot=plot, bootstrap=bootstrap,
+                       predictions=predictions, fields=fields, batch_size=batch_size, max_length=max_length,
+                       seed=seed, device=device, output=output, force=force, on_error=on_error)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cli)

@@ -1,0 +1,102 @@
+"""`xlt teach`: fine-tune a (teacher) classifier."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from xlt.cli import common
+
+Epochs = Annotated[float, typer.Option("--epochs", help="Training epochs (fractions allowed).")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps (overrides --epochs).")]
+Lr = Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).")]
+Warmup = Annotated[float, typer.Option("--warmup", help="Linear warm-up over this fraction of the steps, then linear decay to 0.")]
+WeightDecay = Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay (not on biases and LayerNorms).")]
+GradAccum = Annotated[int, typer.Option("--grad-accum", min=1, help="Gradient accumulation steps.")]
+MaxLength = Annotated[int, typer.Option("--max-length", min=8, help="Truncate inputs to this many tokens.")]
+Freeze = Annotated[bool, typer.Option("--freeze-embeddings", help="Freeze the word-embedding matrix (large multilingual vocabularies: much faster on CPU, often better zero-shot transfer).")]
+Precision = Annotated[str, typer.Option("--precision", help="Mixed precision: auto (bf16/fp16 on GPU, none on CPU), no, fp16, bf16.")]
+Dev = Annotated[Optional[list[str]], typer.Option("--dev", help="Dev file(s) for model selection: the checkpoint keeps the best dev accuracy. Repeatable.")]
+EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate on --dev every N steps (default: each epoch).")]
+SaveEvery = Annotated[int, typer.Option("--save-every", help="Save resumable state every N steps (0: only on interruption).")]
+LogEvery = Annotated[int, typer.Option("--log-every", help="Log loss and speed every N steps.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its saved state (<out>.partial).")]
+Labels = Annotated[Optional[str], typer.Option("--labels", help="Label set in index order, comma-separated (default: sorted labels of the data).")]
+Robust = Annotated[str, typer.Option("--robust", help="Robust training: none, adv (PGD on input embeddings) or rs (random noise, RS-RP).")]
+Epsilon = Annotated[float, typer.Option("--epsilon", help="L-infinity radius of the embedding perturbation (paper grid: 0.001, 0.01, 0.1, 1.0).")]
+AdvSteps = Annotated[int, typer.Option("--adv-steps", min=1, help="--robust adv: projected gradient steps of the inner maximization.")]
+AdvLr = Annotated[Optional[float], typer.Option("--adv-lr", help="--robust adv: step size of the inner maximization (default from epsilon and steps).")]
+Out = Annotated[str, typer.Option("--out", help="Checkpoint directory to write (atomically).")]
+
+
+def teach_cli(
+    files: common.Files = None,
+    model: Annotated[str, typer.Option("--model", help="Base encoder: local dir, built-in offline name (me5-small, minilm-en) or hub id.")] = "me5-small",
+    out: Out = ...,
+    dev: Dev = None,
+    labels: Labels = None,
+    fields: common.Fields = None,
+    epochs: Epochs = 3.0,
+    max_steps: MaxSteps = None,
+    lr: Lr = 5e-5,
+    warmup: Warmup = 0.1,
+    weight_decay: WeightDecay = 0.01,
+    batch_size: common.BatchSize = 32,
+    grad_accum: GradAccum = 1,
+    max_length: MaxLength = 128,
+    seed: common.Seed = 42,
+    freeze_embeddings: Freeze = False,
+    device: common.Device = "auto",
+    precision: Precision = "auto",
+    eval_every: EvalEvery = None,
+    save_every: SaveEvery = 500,
+    log_every: LogEvery = 50,
+    robust: Robust = "none",
+    epsilon: Epsilon = 0.01,
+    adv_steps: AdvSteps = 1,
+    adv_lr: AdvLr = None,
+    resume: Resume = False,
+    force: common.Force = False,
+    on_error: common.OnError = "fail",
+    quiet: common.Quiet = False,
+    verbose: common.Verbose = False,
+) -> None:
+    """Fine-tune a sequence(-pair) classifier on labelled records and write a checkpoint dir.
+
+    Reads all of its input (training needs every record); several files or languages mix into
+    one run (multilingual tuning). Works under `torchrun --nproc-per-node N` / `accelerate launch`
+    (DDP; only rank 0 writes). The checkpoint loads with AutoModelForSequenceClassification.
+
+    Example: xlt teach en.jsonl --dev dev.en.jsonl --model me5-small --freeze-embeddings --out en.ckpt
+    """
+    with common.command("teach", quiet=quiet, verbose=verbose):
+        from xlt.io import SkipReport
+        from xlt.records import parse_fields
+        from xlt.train.data import LabelSet
+        from xlt.train.engine import TrainConfig
+        from xlt.train.teach import teach
+
+        cfg = TrainConfig(epochs=epochs, max_steps=max_steps, lr=lr, warmup=warmup, weight_decay=weight_decay,
+                          batch_size=batch_size, grad_accum=grad_accum, seed=seed, freeze_embeddings=freeze_embeddings,
+                          device=device, precision=precision, eval_every=eval_every, save_every=save_every,
+                          log_every=log_every)
+        robust_cfg = robust_config(robust, epsilon=epsilon, adv_steps=adv_steps, adv_lr=adv_lr, seed=seed)
+        skipped = SkipReport()
+        teach(files, model=model, out=out, cfg=cfg, max_length=max_length,
+              labels=LabelSet.parse(labels) if labels else None, fields=parse_fields(fields), dev_files=dev,
+              robust=robust_cfg, force=force, resume=resume, on_error=on_error, skipped=skipped)
+        common.report_skipped(skipped)
+
+
+def robust_config(method: str, *, epsilon: float, adv_steps: int, adv_lr: float | None, seed: int):  # type: ignore[no-untyped-def]
+    """The robust-training settings, or None for plain training."""
+    if method == "none":
+        return None
+    from xlt.robust import RobustConfig
+
+    return RobustConfig(method=method, epsilon=epsilon, steps=adv_steps, step_size=adv_lr)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("teach")(teach_cli)

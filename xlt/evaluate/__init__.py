@@ -1,0 +1,1 @@
+"""Evaluation: metrics, bootstrap confidence intervals, paired significance, language matrices."""

@@ -1,0 +1,140 @@
+"""Batched, length-sorted, gradient-free classification with a checkpoint (torch engine).
+
+Used by `eval`, dev selection during training and `soft-label`. Records stream through in
+chunks: each chunk is tokenized at once, sorted by length into batches, run, and yielded back
+in input order, so memory depends on the chunk size, not on the input size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from xlt.errors import UsageError
+from xlt.records import Record
+from xlt.train.checkpoint import model_digest, read_manifest
+from xlt.train.data import Encoded, LabelSet, sorted_batches, tokenize
+
+
+@dataclass
+class Outputs:
+    """Per-example logits [N, C] and, when asked, first-token hidden vectors [N, H] (numpy)."""
+
+    logits: Any
+    hidden: Any | None = None
+
+
+def hidden_of(outputs: Any) -> Any:
+    """The final first-token ([CLS]) hidden vector from a model's outputs."""
+    hidden = getattr(outputs, "hidden", None)
+    if hidden is not None:
+        return hidden
+    states = getattr(outputs, "hidden_states", None)
+    if not states:
+        raise UsageError("this model does not return hidden states")
+    return states[-1][:, 0]
+
+
+def run_model(model: Any, encoded: Encoded, *, pad_id: int, batch_size: int, device: Any,
+              hidden: bool = False) -> Outputs:
+    """Logits (and hidden vectors) for every example of `encoded`, in its order."""
+    import numpy as np
+    import torch
+
+    n = len(encoded.ids)
+    logits: np.ndarray | None = None
+    hid: np.ndarray | None = None
+    with torch.inference_mode():
+        for rows in sorted_batches(encoded.lengths(), batch_size=batch_size):
+            batch = {k: v.to(device) for k, v in encoded.batch(rows, pad_id=pad_id).items()}
+            out = model(**batch, output_hidden_states=hidden) if hidden else model(**batch)
+            lg = out.logits.float().cpu().numpy()
+            if logits is None:
+                logits = np.zeros((n, lg.shape[1]), dtype=np.float32)
+            logits[rows] = lg
+            if hidden:
+                h = hidden_of(out).float().cpu().numpy()
+                if hid is None:
+                    hid = np.zeros((n, h.shape[1]), dtype=np.float32)
+                hid[rows] = h
+    if logits is None:
+        logits = np.zeros((0, 0), dtype=np.float32)
+    return Outputs(logits, hid)
+
+
+def softmax(logits: Any, temperature: float = 1.0) -> Any:
+    import numpy as np
+
+    z = logits / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def load_model_dir(path: str, *, option: str = "--model") -> tuple[Any, Any, dict[str, Any]]:
+    """A sequence classifier, its tokenizer and manifest from a checkpoint or HF model dir/id."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from xlt.hf import quiet_transformers
+    from xlt.models import resolve_model
+
+    quiet_transformers()
+    resolved = resolve_model(path, option=option)
+    manifest = read_manifest(resolved) if os.path.isdir(resolved) else {}
+    if manifest.get("student_arch"):
+        import xlt.distill.students  # noqa: F401  (registers the small student classes)
+    model = AutoModelForSequenceClassification.from_pretrained(resolved)
+    tokenizer = AutoTokenizer.from_pretrained(resolved)
+    return model, tokenizer, manifest
+
+
+class Classifier:
+    """A trained classifier (xlt checkpoint or any HF sequence-classification model)."""
+
+    def __init__(self, path: str, *, device: str = "auto", batch_size: int = 64,
+                 max_length: int | None = None, option: str = "--model") -> None:
+        from xlt.hf import resolve_device
+
+        self.path = path
+        self.model, self.tokenizer, self.manifest = load_model_dir(path, option=option)
+        self.device = resolve_device(device)
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.max_length = max_length or self.manifest.get("max_length") or min(
+            getattr(self.tokenizer, "model_max_length", 512) or 512, 512)
+        if self.manifest.get("labels") is not None:
+            self.labels = LabelSet(self.manifest["labels"])
+        else:
+            id2label = self.model.config.id2label
+            self.labels = LabelSet([id2label[i] for i in range(len(id2label))])
+        self.fields: tuple[str, ...] | None = tuple(self.manifest["fields"]) if self.manifest.get("fields") else None
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        if self._digest is None:
+            self._digest = model_digest(self.path) if os.path.isdir(self.path) else f"hub:{self.path}"
+        return self._digest
+
+    @property
+    def source_langs(self) -> list[str]:
+        return list(self.manifest.get("train_langs", {}))
+
+    def predict(self, texts: Sequence[tuple[str, ...]], *, hidden: bool = False) -> Outputs:
+        encoded = tokenize(self.tokenizer, texts, max_length=self.max_length)
+        return run_model(self.model, encoded, pad_id=self.pad_id, batch_size=self.batch_size,
+                         device=self.device, hidden=hidden)
+
+
+def chunked(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    for rec in records:
+        chunk.append(rec)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,1 @@
+"""Training: labelled examples, length-grouped batches, the accelerate-based loop, checkpoints."""
