@@ -61,6 +61,7 @@ def crafted() -> Scored:
         s.gold.append(g if pr != -5 else -1)
         s.preds[0].append(max(pr, 0))
     s.unlabelled = 1
+    s.unlabelled_by_lang = {"fr": 1}
     return s
 
 

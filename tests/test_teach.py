@@ -18,16 +18,18 @@ WORDS = "the a man woman dog cat runs sits big small red blue".split()
 
 
 def synthetic(n: int, *, seed: int = 0, lang: str = "en", start: int = 0) -> list[dict]:
-    """Entailment when the hypothesis is the premise's first three words: learnable by a tiny model."""
+    """Contradiction when the hypothesis says "no": a keyword task a tiny model learns quickly."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         p = " ".join(rng.choice(WORDS) for _ in range(6))
+        h = [rng.choice(WORDS) for _ in range(3)]
         if i % 2:
-            h, label = " ".join(p.split()[:3]), "entailment"
+            label = "entailment"
         else:
-            h, label = " ".join(rng.choice(WORDS) for _ in range(3)), "contradiction"
-        out.append({"id": f"x{start + i}", "lang": lang, "premise": p, "hypothesis": h, "label": label})
+            h.insert(rng.randrange(4), "no")
+            label = "contradiction"
+        out.append({"id": f"x{start + i}", "lang": lang, "premise": p, "hypothesis": " ".join(h), "label": label})
     return out
 
 
@@ -58,7 +60,7 @@ def weights(path: str) -> dict:
 def trained(tiny_bert, data, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("ck") / "en.ckpt")
     r = run_xlt("teach", data["train"], data["train_fr"], "--model", tiny_bert, "--out", out, "--dev", data["dev"],
-                "--epochs", "30", "--lr", "3e-3", "--batch-size", "16", "--eval-every", "40", "--seed", "7")
+                "--epochs", "8", "--lr", "2e-3", "--batch-size", "16", "--eval-every", "20", "--seed", "7")
     assert r.returncode == 0, r.stderr.decode()
     return out, r
 
@@ -79,7 +81,7 @@ def test_checkpoint_loads_with_plain_transformers(trained):
     assert m["train_langs"] == {"en": 200, "fr": 60}  # two files mix into one run
     assert set(m["inputs"]["train"]) == {p for p in m["inputs"]["train"]} and len(m["inputs"]["train"]) == 2
     assert m["seed"] == 7 and m["versions"]["torch"]
-    assert m["training"]["config"]["lr"] == 3e-3 and m["training"]["steps"] > 0
+    assert m["training"]["config"]["lr"] == 2e-3 and m["training"]["steps"] > 0
     assert m["training"]["log"] and "loss" in m["training"]["log"][0]
     hist = m["dev"]["history"]
     assert len(hist) >= 2 and all("accuracy" in h for h in hist)
@@ -91,7 +93,7 @@ def test_learns_the_synthetic_task(trained, data):
     r = run_xlt("eval", "--model", out, data["dev"])
     assert r.returncode == 0, r.stderr.decode()
     report = json.loads(r.stdout)
-    assert report["languages"]["en"]["accuracy"] >= 0.65  # chance is 0.5
+    assert report["languages"]["en"]["accuracy"] >= 0.9  # chance is 0.5
     m = json.load(open(os.path.join(out, "xlt.json")))
     # the checkpoint holds the best dev state: eval reproduces the recorded best accuracy
     assert abs(report["languages"]["en"]["accuracy"] - m["dev"]["best"]["accuracy"]) < 1e-4
@@ -136,8 +138,8 @@ def test_freeze_embeddings_and_stdin(tiny_bert, data, tmp_path):
 
 
 def test_resume_after_kill_gives_same_weights(tiny_bert, data, tmp_path):
-    args = [data["train"], "--model", tiny_bert, "--epochs", "60", "--batch-size", "8", "--lr", "1e-3",
-            "--save-every", "50", "--seed", "3", "--log-every", "1000"]
+    args = [data["train"], "--model", tiny_bert, "--epochs", "20", "--batch-size", "8", "--lr", "1e-3",
+            "--save-every", "25", "--seed", "3", "--log-every", "1000"]
     ref = str(tmp_path / "ref")
     r = run_xlt("teach", *args, "--out", ref)
     assert r.returncode == 0, r.stderr.decode()
