@@ -73,6 +73,17 @@ def softmax(logits: Any, temperature: float = 1.0) -> Any:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def register_small_students(path: str) -> None:
+    """Small xlt students (model_type `xlt-small`) load through the Auto classes once registered."""
+    import json
+
+    cfg = os.path.join(path, "config.json")
+    if os.path.isfile(cfg):
+        with open(cfg, encoding="utf-8") as fh:
+            if json.load(fh).get("model_type") == "xlt-small":
+                import xlt.distill.students  # noqa: F401  (registers the classes)
+
+
 def load_model_dir(path: str, *, option: str = "--model") -> tuple[Any, Any, dict[str, Any]]:
     """A sequence classifier, its tokenizer and manifest from a checkpoint or HF model dir/id."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -83,8 +94,7 @@ def load_model_dir(path: str, *, option: str = "--model") -> tuple[Any, Any, dic
     quiet_transformers()
     resolved = resolve_model(path, option=option)
     manifest = read_manifest(resolved) if os.path.isdir(resolved) else {}
-    if manifest.get("student_arch"):
-        import xlt.distill.students  # noqa: F401  (registers the small student classes)
+    register_small_students(resolved)
     model = AutoModelForSequenceClassification.from_pretrained(resolved)
     tokenizer = AutoTokenizer.from_pretrained(resolved)
     return model, tokenizer, manifest

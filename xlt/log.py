@@ -38,7 +38,10 @@ def configure(*, command: str, quiet: bool = False, verbose: bool = False) -> No
 def info(message: str) -> None:
     """An informational line on stderr (silent with --quiet)."""
     if not state.quiet:
-        console().print(f"[dim]{state.command}:[/dim] {message}", markup=True, highlight=False)
+        # The message is plain text (paths may hold `[...]`): only the prefix is markup.
+        from rich.markup import escape
+
+        console().print(f"[dim]{state.command}:[/dim] {escape(message)}", markup=True, highlight=False)
 
 
 def warn(message: str) -> None:

@@ -81,6 +81,8 @@ class PairReport:
     missing: dict[str, list[str]] = field(default_factory=dict)  # lang -> ids missing there
     label_conflicts: list[str] = field(default_factory=list)
     written: int = 0
+    #: How many records the chosen mode yields, known before the first one (for progress).
+    total: int | None = None
 
     def lines(self) -> list[str]:
         out = []
@@ -112,8 +114,21 @@ def _common_ids(data: ParallelData, langs: Sequence[str], report: PairReport) ->
     return ids
 
 
-def _carry(rec: Record) -> dict[str, Any]:
-    return {k: v for k, v in rec.items() if k not in PASS_THROUGH_SKIP}
+def _labels_differ(records: Sequence[Record]) -> bool:
+    # Equality, not a set: a label may be unhashable (a list or an object). Records without a
+    # label do not disagree with anyone.
+    labels = [r["label"] for r in records if "label" in r]
+    return any(label != labels[0] for label in labels[1:])
+
+
+def _extras(table: dict[str, Record], ids: Sequence[str], skip: frozenset[str]) -> dict[str, list[tuple[str, Any]]]:
+    """Unknown keys of each record (they pass through), only for records that have any."""
+    out = {}
+    for rid in ids:
+        items = [(k, v) for k, v in table[rid].items() if k not in skip]
+        if items:
+            out[rid] = items
+    return out
 
 
 def cross_pairs(
@@ -126,54 +141,94 @@ def cross_pairs(
     """Premise (first field) from one language, hypothesis (second field) from another.
 
     `lang` is `P-H` (or just `P` when both are the same), `langs` gives each field's language,
-    and the label comes from the `label_from` side (premise or hypothesis).
+    and the label comes from the `label_from` side (premise or hypothesis). Other keys of the
+    premise-side record pass through. Only ids present in every language of `combos` are paired
+    (the others are counted in `report.missing`); order: combos in the given order, then ids in
+    input order. Options are checked and `report.total` set before the first record.
     """
     if len(data.fields) != 2:
         raise UsageError(f"cross-lingual pairs need a pair task (two text fields), not {','.join(data.fields)}")
     if label_from not in ("premise", "hypothesis"):
         raise UsageError(f"--label-from must be premise or hypothesis, not {label_from!r}")
-    f1, f2 = data.fields
-    langs = sorted({lang for combo in combos for lang in combo}, key=data.langs.index)
+    langs = list(dict.fromkeys(lang for combo in combos for lang in combo))
+    _check_langs(data, langs, "--langs" if len(combos) > 1 else "--premise-lang/--hypothesis-lang")
+    langs.sort(key=data.langs.index)
     ids = _common_ids(data, langs, report)
-    conflicts = report.label_conflicts
     for rid in ids:
-        labels = {data.by_lang[lang][rid].get("label") for lang in langs}
-        if len(labels) > 1:
-            conflicts.append(rid)
+        if _labels_differ([data.by_lang[lang][rid] for lang in langs]):
+            report.label_conflicts.append(rid)
+    report.total = len(ids) * len(combos)
+    return _cross(data, list(combos), ids, label_from == "premise", report)
+
+
+def _cross(data: ParallelData, combos: list[tuple[str, str]], ids: list[str], label_from_premise: bool,
+           report: PairReport) -> Iterator[Record]:
+    f1, f2 = data.fields
+    skip = frozenset(PASS_THROUGH_SKIP + (f1, f2))
+    extras_of: tuple[str, dict[str, list[tuple[str, Any]]]] | None = None
     for p, h in combos:
         tp, th = data.by_lang[p], data.by_lang[h]
+        if extras_of is None or extras_of[0] != p:  # combos run premise language by language
+            extras_of = (p, _extras(tp, ids, skip))
+        extras = extras_of[1]
+        lang = p if p == h else f"{p}-{h}"
         for rid in ids:
             rp, rh = tp[rid], th[rid]
-            out: Record = {"id": rid, "lang": p if p == h else f"{p}-{h}", "langs": {f1: p, f2: h}}
-            out[f1] = rp[f1]
-            out[f2] = rh[f2]
-            source = rp if label_from == "premise" else rh
+            out: Record = {"id": rid, "lang": lang, "langs": {f1: p, f2: h}, f1: rp[f1], f2: rh[f2]}
+            source = rp if label_from_premise else rh
             if "label" in source:
                 out["label"] = source["label"]
-            for k, v in _carry(rp).items():
-                if k not in out:
-                    out[k] = v
+            if extras and rid in extras:
+                out.update(extras[rid])
             report.written += 1
             yield out
 
 
 def src_pairs(data: ParallelData, src: str, *, report: PairReport) -> Iterator[Record]:
-    """Each non-source language's record with the source record as its `src` view."""
+    """Each non-source language's record with the source record as its `src` view.
+
+    One record per id present in both the source and that language; ids missing on either side
+    are counted in `report.missing`. Order: languages in input order, then ids in input order.
+    Options are checked and `report.total` set before the first record.
+    """
     _check_langs(data, [src], "--src")
     others = [lang for lang in data.langs if lang != src]
     if not others:
         raise UsageError(f"--src {src}: the input has no other language to pair with it")
     table = data.by_lang[src]
+    plan: list[tuple[str, list[str]]] = []
+    missing_src: dict[str, None] = {}
+    conflicts: dict[str, None] = {}
     for lang in others:
-        for rid, rec in data.by_lang[lang].items():
-            if rid not in table:
-                report.missing.setdefault(src, []).append(rid)
-                continue
+        tl = data.by_lang[lang]
+        ids = []
+        for rid in data.ids:
+            in_src, in_lang = rid in table, rid in tl
+            if in_src and in_lang:
+                ids.append(rid)
+                if _labels_differ([table[rid], tl[rid]]):
+                    conflicts[rid] = None
+            elif in_src:
+                report.missing.setdefault(lang, []).append(rid)
+            elif in_lang:
+                missing_src[rid] = None
+        plan.append((lang, ids))
+    if missing_src:
+        report.missing.setdefault(src, []).extend(missing_src)
+    report.label_conflicts.extend(rid for rid in conflicts if rid not in report.label_conflicts)
+    report.total = sum(len(ids) for _, ids in plan)
+    return _with_src(data, src, plan, report)
+
+
+def _with_src(data: ParallelData, src: str, plan: list[tuple[str, list[str]]], report: PairReport) -> Iterator[Record]:
+    table, fields = data.by_lang[src], data.fields
+    for lang, ids in plan:
+        tl = data.by_lang[lang]
+        for rid in ids:
             s = table[rid]
-            if s.get("label") != rec.get("label") and "label" in s and "label" in rec:
-                report.label_conflicts.append(rid)
-            out = dict(rec)
-            out["src"] = {"lang": src, **{f: s[f] for f in data.fields}}
+            out = dict(tl[rid])
+            out["id"] = rid
+            out["src"] = {"lang": src, **{f: s[f] for f in fields}}
             report.written += 1
             yield out
 
@@ -189,10 +244,30 @@ def pair_records(
     label_from: str = "premise",
     report: PairReport,
 ) -> Iterator[Record]:
-    """Dispatch on the mode (exactly one of: premise/hypothesis languages, all, src)."""
+    """Dispatch on the mode (exactly one of: premise/hypothesis languages, all, src).
+
+    Every option is checked before this returns (so a bad option never leaves a partial output)
+    and `report.total` holds the number of records the iterator yields. Empty input (no records
+    at all) yields nothing.
+    """
     modes = sum([premise_lang is not None or hypothesis_lang is not None, all_pairs, src is not None])
     if modes != 1:
         raise UsageError("choose one mode: --premise-lang X --hypothesis-lang Y, --all, or --src LANG")
+    if langs is not None and not all_pairs:
+        raise UsageError("--langs goes with --all")
+    if label_from not in ("premise", "hypothesis"):
+        raise UsageError(f"--label-from must be premise or hypothesis, not {label_from!r}")
+    if not all_pairs and src is None and (premise_lang is None or hypothesis_lang is None):
+        raise UsageError("--premise-lang and --hypothesis-lang go together")
+    if langs is not None:
+        if not langs:
+            raise UsageError("--langs: give at least one language")
+        dup = sorted({lang for lang in langs if list(langs).count(lang) > 1})
+        if dup:
+            raise UsageError(f"--langs names {', '.join(dup)} more than once")
+    if not data.langs:  # empty input: nothing to pair, nothing to write
+        report.total = 0
+        return iter(())
     if src is not None:
         return src_pairs(data, src, report=report)
     if all_pairs:
@@ -200,9 +275,7 @@ def pair_records(
         _check_langs(data, chosen, "--langs")
         combos = [(p, h) for p in chosen for h in chosen]
     else:
-        if premise_lang is None or hypothesis_lang is None:
-            raise UsageError("--premise-lang and --hypothesis-lang go together")
-        _check_langs(data, [premise_lang, hypothesis_lang], "--premise-lang/--hypothesis-lang")
+        assert premise_lang is not None and hypothesis_lang is not None
         combos = [(premise_lang, hypothesis_lang)]
     return cross_pairs(data, combos, label_from=label_from, report=report)
 

@@ -27,6 +27,7 @@ def parse_fields(spec: str | None) -> tuple[str, ...] | None:
     """`--fields premise,hypothesis` (or a shape name: nli, paraphrase, single) -> field names."""
     if spec is None or not spec.strip():
         return None
+    spec = spec.strip()
     if spec in SHAPES:
         return SHAPES[spec]
     fields = tuple(f.strip() for f in spec.split(",") if f.strip())

@@ -54,6 +54,8 @@ def command(name: str, *, quiet: bool = False, verbose: bool = False) -> Iterato
     XltError -> its exit code (2 for bad input/usage, 1 otherwise); anything else -> 1 with a
     hint to rerun with --verbose; tracebacks only with --verbose.
     """
+    # Under torchrun/accelerate launch only rank 0 reports progress (errors still show).
+    quiet = quiet or os.environ.get("RANK", "0") != "0"
     log.configure(command=f"xlt {name}", quiet=quiet, verbose=verbose)
     try:
         yield

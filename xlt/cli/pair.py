@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from xlt import log
 from xlt.cli import common
 from xlt.io import SkipReport, check_output, open_output, write_records
 from xlt.pair import PairReport, load_parallel, log_report, pair_records
@@ -29,26 +30,28 @@ def pair_cli(
 ) -> None:
     """Join parallel files by `id` into cross-lingual or source-view records (1:N).
 
-    Output size: --premise-lang/--hypothesis-lang: one record per id present in both languages;
-    --all: N*N records per id present in all N languages (ordered by premise language, then
-    hypothesis language, then input order of ids); --src: one record per id and non-source
-    language. Ids missing in a language are reported and skipped. The whole input is held in
-    memory; the output streams.
+    Output size and order (ids in input order):
+    --premise-lang X --hypothesis-lang Y: one record per id present in both languages.
+    --all: N*N records per id present in all N languages, by premise then hypothesis language.
+    --src LANG: one record per other language and id present in both it and LANG.
 
-    Example: xlt pair --all ../shared/data/xnli/dev.*.jsonl | xlt eval --model en.ckpt --matrix
+    Ids missing in a language are reported and skipped. Ids whose labels differ are reported.
+    The whole input is held in memory; the output streams.
+
+    Example: xlt pair --premise-lang en --hypothesis-lang hi dev.en.jsonl dev.hi.jsonl | head -1
     """
     with common.command("pair", quiet=quiet, verbose=verbose):
         check_output(output, force=force)
         skipped = SkipReport()
         data = load_parallel(files, fields=parse_fields(fields), on_error=on_error, skipped=skipped)
         report = PairReport()
-        chosen = [x.strip() for x in langs.split(",")] if langs else None
+        chosen = [x.strip() for x in langs.split(",") if x.strip()] if langs is not None else None
         records = pair_records(
             data, premise_lang=premise_lang, hypothesis_lang=hypothesis_lang, all_pairs=all_pairs,
             langs=chosen, src=src, label_from=label_from, report=report,
         )
         with open_output(output, force=force) as out:
-            write_records(records, out)
+            write_records(log.track(records, description="pair", total=report.total), out)
         common.report_skipped(skipped)
         log_report(report)
 

@@ -24,8 +24,8 @@ LogEvery = Annotated[int, typer.Option("--log-every", help="Log loss and speed e
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its saved state (<out>.partial).")]
 Labels = Annotated[Optional[str], typer.Option("--labels", help="Label set in index order, comma-separated (default: sorted labels of the data).")]
 Robust = Annotated[str, typer.Option("--robust", help="Robust training: none, adv (PGD on input embeddings) or rs (random noise, RS-RP).")]
-Epsilon = Annotated[float, typer.Option("--epsilon", help="L-infinity radius of the embedding perturbation (paper grid: 0.001, 0.01, 0.1, 1.0).")]
-AdvSteps = Annotated[int, typer.Option("--adv-steps", min=1, help="--robust adv: projected gradient steps of the inner maximization.")]
+Epsilon = Annotated[Optional[float], typer.Option("--epsilon", help="L-infinity radius of the embedding perturbation (paper grid: 0.001, 0.01, 0.1, 1.0).")]
+AdvSteps = Annotated[Optional[int], typer.Option("--adv-steps", min=1, help="--robust adv: projected gradient steps of the inner maximization.")]
 AdvLr = Annotated[Optional[float], typer.Option("--adv-lr", help="--robust adv: step size of the inner maximization (default from epsilon and steps).")]
 Out = Annotated[str, typer.Option("--out", help="Checkpoint directory to write (atomically).")]
 
@@ -53,8 +53,8 @@ def teach_cli(
     save_every: SaveEvery = 500,
     log_every: LogEvery = 50,
     robust: Robust = "none",
-    epsilon: Epsilon = 0.01,
-    adv_steps: AdvSteps = 1,
+    epsilon: Epsilon = None,
+    adv_steps: AdvSteps = None,
     adv_lr: AdvLr = None,
     resume: Resume = False,
     force: common.Force = False,
@@ -89,13 +89,12 @@ def teach_cli(
         common.report_skipped(skipped)
 
 
-def robust_config(method: str, *, epsilon: float, adv_steps: int, adv_lr: float | None, seed: int):  # type: ignore[no-untyped-def]
-    """The robust-training settings, or None for plain training."""
-    if method == "none":
-        return None
+def robust_config(method: str, *, epsilon: float | None, adv_steps: int | None, adv_lr: float | None, seed: int):  # type: ignore[no-untyped-def]
+    """The robust-training settings, or None for plain training (options that would do nothing are refused)."""
     from xlt.robust import RobustConfig
 
-    return RobustConfig(method=method, epsilon=epsilon, steps=adv_steps, step_size=adv_lr)
+    cfg = RobustConfig.from_options(method, epsilon=epsilon, adv_steps=adv_steps, adv_lr=adv_lr, seed=seed)
+    return None if cfg.method == "none" else cfg
 
 
 def register(app: typer.Typer) -> None:

@@ -122,6 +122,7 @@ def read_labelled(
     skipped: SkipReport | None = None,
     need_label: bool = True,
     extra_keys: Sequence[str] = (),
+    allow_one_label: bool = False,
 ) -> Corpus:
     """Read every record of `sources` into examples (training needs all of its input).
 
@@ -148,17 +149,19 @@ def read_labelled(
     for where, rec in iter_located(sources, validate=validate, on_error=on_error, skipped=skipped):
         digest.update(where, rec)
         assert chosen is not None
-        raw.append((tuple(rec[f] for f in chosen), rec.get("label"), record_lang(rec),
-                    {k: rec[k] for k in extra_keys if k in rec}))
+        extra = {k: rec[k] for k in extra_keys if k in rec}
+        extra["_label"] = rec.get("label")
+        raw.append((tuple(rec[f] for f in chosen), rec.get("label"), record_lang(rec), extra))
     if not raw:
         raise InputError(f"{', '.join(sources or ['<stdin>'])}: no records")
     labelset = labels or LabelSet.from_values(r[1] for r in raw if r[1] is not None)
-    if len(labelset) < 2:
+    if len(labelset) < 2 and not allow_one_label:
         raise InputError(f"training data has only one label ({', '.join(labelset.names)}); a classifier needs two or more (or pass --labels)")
     examples = []
     langs: dict[str, int] = {}
     for i, (texts, label, lang, extra) in enumerate(raw):
-        examples.append(Example(texts, labelset.index(label) if label is not None else -1, lang, i, extra))
+        examples.append(Example(texts, labelset.index(label) if label is not None and labelset.has(label) else -1,
+                                lang, i, extra))
         langs[lang] = langs.get(lang, 0) + 1
     assert chosen is not None
     return Corpus(examples, chosen, labelset, digest.digests(), langs)

@@ -6,6 +6,7 @@ head sits on the first token ([CLS] / <s>), as in the papers' setups.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +64,10 @@ def load_base_classifier(model_name: str, labels: LabelSet, *, option: str = "--
 
     quiet_transformers()
     resolved = resolve_model(model_name, option=option)
+    from xlt.infer import register_small_students
+
+    if os.path.isdir(resolved):
+        register_small_students(resolved)
     config = AutoConfig.from_pretrained(resolved)
     id2label = {i: name for i, name in enumerate(labels.names)}
     old = getattr(config, "id2label", None) or {}
@@ -122,19 +127,34 @@ def teach(
         "xlt_version": __version__, "kind": "teach", "base_model": model, "base_model_resolved": resolved,
         "fields": list(corpus.fields), "labels": corpus.labels.values, "max_length": max_length,
         "train_langs": corpus.langs, "inputs": {"train": corpus.digests, "dev": dev_corpus.digests if dev_corpus else {}},
-        "seed": cfg.seed, "robust": robust.describe() if robust is not None else None,
+        "seed": cfg.seed, "robust": robust.to_dict() if robust is not None else None,
         "versions": versions(), "command": sys.argv,
     }
     return train(model=net, tokenizer=tokenizer, lengths=encoded.lengths(), make_batch=make_batch,
                  objective=objective, cfg=cfg, out=out, manifest=manifest, dev=dev, force=force, resume=resume)
 
 
-def classification_objective(robust: Any = None) -> Any:
-    """Cross-entropy on gold labels; with `robust`, on perturbed input embeddings (see xlt.robust)."""
-    import torch.nn.functional as F
+class _Embeddable:
+    """Lets robust training reach the input embeddings through a DDP wrapper while the forward
+    pass still goes through the wrapper (so gradients are synchronised)."""
 
-    def ce_from_outputs(labels: Any) -> Any:
-        return lambda outputs: F.cross_entropy(outputs.logits.float(), labels)
+    def __init__(self, model: Any, **call_kwargs: Any) -> None:
+        self._model = model
+        self._inner = getattr(model, "module", model)
+        self._kwargs = call_kwargs
+
+    def get_input_embeddings(self) -> Any:
+        return self._inner.get_input_embeddings()
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self._model(**kwargs, **self._kwargs)
+
+
+def classification_objective(robust: Any = None) -> Any:
+    """Cross-entropy on gold labels; with `robust`, on perturbed input embeddings (xlt.robust:
+    adversarial PGD or random noise in the L-infinity ball, Huang et al. 2021). The noise comes
+    from torch's global RNG, which is seeded and saved with resumable state."""
+    import torch.nn.functional as F
 
     def objective(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
         labels = batch["labels"]
@@ -142,7 +162,8 @@ def classification_objective(robust: Any = None) -> Any:
         if robust is not None and robust.method != "none":
             from xlt.robust import robust_loss
 
-            loss = robust_loss(model, inputs, robust, loss_fn_from_outputs=ce_from_outputs(labels))
+            loss = robust_loss(_Embeddable(model), inputs, robust,
+                               loss_fn_from_outputs=lambda out: F.cross_entropy(out.logits.float(), labels))
             return loss, {}
         out = model(**inputs)
         return F.cross_entropy(out.logits.float(), labels), {}

@@ -1,0 +1,60 @@
+"""`xlt soft-label`: attach a teacher's outputs to records (1:1, streaming)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from xlt.cli import common
+
+
+def soft_label_cli(
+    files: common.Files = None,
+    teacher: Annotated[str, typer.Option("--teacher", help="Teacher checkpoint (from xlt teach) or any sequence-classification model.")] = ...,
+    view: Annotated[str, typer.Option("--view", help="Which text the teacher reads: auto (the `src` view when present, else the record), src, self.")] = "auto",
+    temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature of the stored probabilities (logits are stored too).")] = 1.0,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Also store the teacher's final first-token ([CLS]) hidden vector (for distill's hidden-kl).")] = False,
+    fields: common.Fields = None,
+    batch_size: common.BatchSize = 64,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="Truncation (default: the teacher's).")] = None,
+    shard: common.Shard = None,
+    device: common.Device = "auto",
+    output: common.Output = None,
+    force: common.Force = False,
+    on_error: common.OnError = "fail",
+    quiet: common.Quiet = False,
+    verbose: common.Verbose = False,
+) -> None:
+    """Run a teacher over records and attach `"teacher": {"logits", "probs", "labels",
+    "temperature", "model"}` (1:1, streaming, input order kept).
+
+    The teacher reads each record's `src` view when present (its language), else the record.
+
+    Example: xlt pair --src en dev.*.jsonl | xlt soft-label --teacher en.ckpt | xlt distill --student me5-small --out st.ckpt -
+    """
+    with common.command("soft-label", quiet=quiet, verbose=verbose):
+        from xlt import log
+        from xlt.distill.softlabel import soft_label
+        from xlt.infer import Classifier
+        from xlt.io import SkipReport, check_output, iter_located, open_output, parse_shard, write_records
+        from xlt.records import parse_fields
+
+        check_output(output, force=force)
+        shard_spec = parse_shard(shard)
+        clf = Classifier(teacher, device=device, batch_size=batch_size, max_length=max_length, option="--teacher")
+        skipped = SkipReport()
+        located = iter_located(files, on_error=on_error, skipped=skipped)
+        if shard_spec:
+            k, n = shard_spec
+            located = (x for i, x in enumerate(located) if i % n == k - 1)
+        records = soft_label(log.track(located, description="soft-label"), clf, which=view,
+                             fields=parse_fields(fields), temperature=temperature, hidden=hidden)
+        with open_output(output, force=force) as out:
+            n_out = write_records(records, out)
+        common.report_skipped(skipped)
+        log.info(f"labelled {n_out} record(s) with {teacher}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("soft-label")(soft_label_cli)

@@ -1,0 +1,213 @@
+"""Translate records: the streaming pipeline behind `xlt translate`.
+
+Records are read `read_ahead` at a time; each chunk's texts are tokenized in one call per source
+language and handed to CTranslate2 asynchronously (it sorts them by length and batches them by
+tokens), and while it translates, the next chunk is read and tokenized. Results come back in
+input order. At most two chunks are in memory, whatever the input size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from xlt.errors import UsageError
+from xlt.mt.translator import (DEFAULT_BATCH_TOKENS, DEFAULT_BEAM_SIZE, DEFAULT_MAX_LENGTH, Decoding, Translator,
+                               pad_hypotheses)
+from xlt.records import Record, RecordError, check_text, infer_fields
+
+DEFAULT_READ_AHEAD = 1024
+
+
+@dataclass
+class TranslateReport:
+    """What a run did, for the summary on stderr."""
+
+    records: int = 0  # input records translated
+    written: int = 0  # output records (records * num_hypotheses)
+    texts: int = 0
+    truncated: int = 0
+    max_input_length: int = 0
+    seconds: float = 0.0
+    langs: dict[str, int] = field(default_factory=dict)  # source language -> texts
+
+    def lines(self) -> list[str]:
+        rate = f", {self.records / self.seconds:,.1f} records/s" if self.seconds > 0 and self.records else ""
+        pairs = ", ".join(f"{k}: {v}" for k, v in self.langs.items())
+        out = [f"translated {self.records} record(s) ({self.texts} text(s){'; ' + pairs if pairs else ''}) "
+               f"into {self.written} record(s) in {self.seconds:.1f} s{rate}"]
+        return out
+
+    def warnings(self) -> list[str]:
+        if not self.truncated:
+            return []
+        return [f"{self.truncated} text(s) longer than the model's limit of {self.max_input_length} tokens were truncated"]
+
+
+class RecordChecker:
+    """Validates a record for translation (text fields present and not empty, a source language
+    the model knows) and says each field's source language. Use it as `validate=` of
+    `xlt.io.iter_located` so bad records get their FILE:LINE."""
+
+    def __init__(self, translator: Translator, *, src: str | None = None, fields: Sequence[str] | None = None) -> None:
+        self.translator = translator
+        self.src = src
+        self.fields: tuple[str, ...] | None = tuple(fields) if fields else None
+        if src is not None:
+            problem = translator.language_problem(src, side="source")
+            if problem:
+                raise UsageError(problem)
+
+    def __call__(self, record: Record) -> None:
+        if self.fields is None:
+            self.fields = infer_fields(record)
+        check_text(record, self.fields)
+        for lang in set(self.source_langs(record)):
+            problem = self.translator.language_problem(lang, side="source")
+            if problem:
+                raise RecordError(problem)
+
+    def source_langs(self, record: Record) -> tuple[str, ...]:
+        assert self.fields is not None
+        if self.src is not None:
+            return (self.src,) * len(self.fields)
+        per_field = record.get("langs") if isinstance(record.get("langs"), dict) else {}
+        out = []
+        for f in self.fields:
+            lang = per_field.get(f, record.get("lang"))
+            if lang is None:
+                raise RecordError('missing field "lang" (the source language; or give --src)')
+            if not isinstance(lang, str) or not lang.strip():
+                raise RecordError('field "lang" must be a non-empty string (an ISO 639-1 code)')
+            out.append(lang)
+        return tuple(out)
+
+
+@dataclass
+class _Chunk:
+    records: list[Record]
+    langs: list[tuple[str, ...]]
+    futures: list[Any]
+
+
+def translate_records(
+    records: Iterable[Record],
+    translator: Translator,
+    *,
+    tgt: str,
+    src: str | None = None,
+    fields: Sequence[str] | None = None,
+    beam_size: int = DEFAULT_BEAM_SIZE,
+    num_hypotheses: int = 1,
+    sampling_topk: int = 1,
+    temperature: float = 1.0,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    min_length: int = 0,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    read_ahead: int = DEFAULT_READ_AHEAD,
+    checker: RecordChecker | None = None,
+    report: TranslateReport | None = None,
+) -> Iterator[Record]:
+    """Translate the text fields of `records` into `tgt`, yielding records in input order.
+
+    Each output record is the input record (id, label, unknown keys kept) with its text fields
+    translated, `lang` set to `tgt`, and the original as `src` (`{"lang": <source>, <fields>}`;
+    an existing `src` is replaced, `langs` moves into it). With `num_hypotheses` N > 1 (or
+    sampling) each record gives N records marked `aug: {"method": "translate", "hypothesis": i}`
+    (i = 0..N-1), consecutive. The source language is `src` or each record's `lang` (or `langs`
+    per field). Raises `RecordError` for a record that cannot be translated.
+    """
+    decoding = Decoding(beam_size, num_hypotheses, sampling_topk, temperature, max_length, min_length)
+    decoding.check()
+    if batch_tokens < 1:
+        raise UsageError(f"--batch-tokens must be >= 1, not {batch_tokens}")
+    if read_ahead < 1:
+        raise UsageError(f"--read-ahead must be >= 1, not {read_ahead}")
+    problem = translator.language_problem(tgt, side="target")
+    if problem:
+        raise UsageError(problem)
+    if checker is None:
+        checker = RecordChecker(translator, src=src, fields=fields)
+    report = report if report is not None else TranslateReport()
+    report.max_input_length = translator.max_input_length
+    mark = decoding.num_hypotheses > 1 or decoding.sampling
+    return _pipeline(iter(records), translator, checker, tgt, decoding, batch_tokens, read_ahead, mark, report)
+
+
+def _pipeline(records: Iterator[Record], translator: Translator, checker: RecordChecker, tgt: str,
+              decoding: Decoding, batch_tokens: int, read_ahead: int, mark: bool,
+              report: TranslateReport) -> Iterator[Record]:
+    start: float | None = None
+    pending: _Chunk | None = None
+    while True:
+        chunk = list(islice(records, read_ahead))
+        if chunk:
+            start = start if start is not None else time.monotonic()
+            job = _submit(chunk, translator, checker, tgt, decoding, batch_tokens, report)
+        else:
+            job = None
+        if pending is not None:  # translated while `job` was read and tokenized
+            yield from _finish(pending, translator, checker, tgt, decoding, mark, report)
+        pending = job
+        if job is None:
+            break
+    if start is not None:
+        report.seconds = time.monotonic() - start
+
+
+def _submit(chunk: list[Record], translator: Translator, checker: RecordChecker, tgt: str, decoding: Decoding,
+            batch_tokens: int, report: TranslateReport) -> _Chunk:
+    texts: list[str] = []
+    langs: list[str] = []
+    rec_langs: list[tuple[str, ...]] = []
+    for rec in chunk:
+        checker(rec)
+        assert checker.fields is not None
+        rl = checker.source_langs(rec)
+        rec_langs.append(rl)
+        for f, lang in zip(checker.fields, rl):
+            texts.append(rec[f])
+            langs.append(lang)
+    tokens: list[list[str]] = [[] for _ in texts]
+    by_lang: dict[str, list[int]] = {}
+    for i, lang in enumerate(langs):
+        by_lang.setdefault(lang, []).append(i)
+    for lang, idx in by_lang.items():
+        toks, cut = translator.encode([texts[i] for i in idx], src=lang, tgt=tgt)
+        for i, t in zip(idx, toks):
+            tokens[i] = t
+        report.truncated += cut
+        report.langs[lang] = report.langs.get(lang, 0) + len(idx)
+    report.texts += len(texts)
+    futures = translator.submit(tokens, tgt=tgt, decoding=decoding, batch_tokens=batch_tokens)
+    return _Chunk(chunk, rec_langs, futures)
+
+
+def _finish(chunk: _Chunk, translator: Translator, checker: RecordChecker, tgt: str, decoding: Decoding,
+            mark: bool, report: TranslateReport) -> Iterator[Record]:
+    n = decoding.num_hypotheses
+    flat = [h for fut in chunk.futures for h in pad_hypotheses(fut.result().hypotheses, n)]
+    strings = translator.decode(flat, tgt=tgt)
+    fields = checker.fields
+    assert fields is not None
+    nf = len(fields)
+    for j, (rec, rl) in enumerate(zip(chunk.records, chunk.langs)):
+        report.records += 1
+        for h in range(n):
+            out = dict(rec)
+            for k, f in enumerate(fields):
+                out[f] = strings[(j * nf + k) * n + h]
+            out["lang"] = tgt
+            langs = out.pop("langs", None)
+            view: dict[str, Any] = {"lang": rl[0] if len(set(rl)) == 1 else rec.get("lang", "-".join(rl))}
+            if len(set(rl)) > 1:
+                view["langs"] = dict(zip(fields, rl)) if not isinstance(langs, dict) else langs
+            view.update({f: rec[f] for f in fields})
+            out["src"] = view
+            if mark:
+                out["aug"] = {"method": "translate", "hypothesis": h}
+            report.written += 1
+            yield out
