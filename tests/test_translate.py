@@ -258,6 +258,20 @@ def test_forced_length(marian, m2m):
             assert [len(h) for h in hyps] == [length + extra] * 4
 
 
+def test_plan_batches_bounds_tokens_and_sentences():
+    from xlt.mt.translator import plan_batches
+
+    lengths = [5, 30, 2, 2, 9, 2, 40, 3, 2, 2]
+    batches = plan_batches(lengths, batch_tokens=12, batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(10))
+    assert [lengths[i] for b in batches for i in b] == sorted(lengths)
+    for b in batches:
+        longest = max(lengths[i] for i in b)
+        assert len(b) <= 3 and (len(b) == 1 or len(b) * longest <= 12)
+    assert [len(b) for b in plan_batches(lengths, batch_tokens=12, batch_size=0)] == [5, 2, 1, 1, 1]
+    assert plan_batches([], batch_tokens=8) == []
+
+
 def test_decoding_options_are_checked():
     from xlt.errors import UsageError
     from xlt.mt import Decoding
@@ -315,6 +329,7 @@ def test_order_across_batches_and_read_ahead(marian):
     whole = list(translate_records(recs, marian, tgt="fr", **GREEDY))
     small = list(translate_records(iter(recs), marian, tgt="fr", batch_tokens=24, read_ahead=4, **GREEDY))
     assert small == whole
+    assert list(translate_records(recs, marian, tgt="fr", batch_size=1, **GREEDY)) == whole
     reference = marian.translate_texts([r["premise"] for r in recs], src="en", tgt="fr", batch_tokens=1, **GREEDY)
     assert [o["premise"] for o in small] == [h[0] for h in reference]
 

@@ -263,6 +263,11 @@ def atomic_path(path: str, *, force: bool, what: str = "output", is_dir: bool = 
         os.close(fd)
     try:
         yield tmp
+        # mkdtemp/mkstemp create private (0700/0600) entries: give the result normal permissions
+        if os.path.isdir(tmp):
+            os.chmod(tmp, 0o777 & ~_umask())
+        elif os.path.exists(tmp):
+            os.chmod(tmp, 0o666 & ~_umask())
         if os.path.lexists(path):
             if not force:  # appeared while we worked
                 raise OutputExistsError(path, what)

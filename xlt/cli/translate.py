@@ -10,7 +10,7 @@ from xlt import log
 from xlt.cli import common
 from xlt.io import SkipReport, check_output, iter_located, open_output, parse_shard, take_shard, write_records
 from xlt.mt.records import DEFAULT_READ_AHEAD, RecordChecker, TranslateReport, translate_records
-from xlt.mt.translator import DEFAULT_BATCH_TOKENS, DEFAULT_BEAM_SIZE, DEFAULT_MAX_LENGTH, Decoding, load_translator
+from xlt.mt.translator import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TOKENS, DEFAULT_BEAM_SIZE, DEFAULT_MAX_LENGTH, Decoding, load_translator
 from xlt.records import parse_fields
 
 
@@ -28,6 +28,7 @@ def translate_cli(
     compute_type: Annotated[Optional[str], typer.Option("--compute-type", help="CTranslate2 compute type (int8, int8_float32, int8_float16, float16, bfloat16, float32). Default: int8 on CPU, int8_float16 on GPU.")] = None,
     threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads for CTranslate2 (0: every core this process may use).")] = 0,
     batch_tokens: Annotated[int, typer.Option("--batch-tokens", min=1, help="Batch size in tokens (longest source x sentences, padding included).")] = DEFAULT_BATCH_TOKENS,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=0, help="Most sentences in a batch, with --batch-tokens (0: no limit). Bounds memory: the decoder scores sentences x vocabulary at each step, so very short sentences would otherwise pack into huge batches.")] = DEFAULT_BATCH_SIZE,
     read_ahead: Annotated[int, typer.Option("--read-ahead", min=1, help="Records read at a time, sorted by length into batches and restored to input order; bounds memory.")] = DEFAULT_READ_AHEAD,
     beam_size: Annotated[Optional[int], typer.Option("--beam-size", min=1, help=f"Beam size. Default {DEFAULT_BEAM_SIZE}: a narrow beam keeps most of beam search's quality gain over greedy decoding (1, the fastest) at a fraction of the cost of the usual 4-5; 1 when sampling.", show_default=False)] = None,
     num_hypotheses: Annotated[int, typer.Option("--num-hypotheses", min=1, help="Translations per record (1:N output, marked in `aug`): the n best of the beam (needs --beam-size >= N), or N samples with --sampling-topk.")] = 1,
@@ -70,7 +71,7 @@ def translate_cli(
         translated = translate_records(
             records, translator, tgt=tgt, src=src, beam_size=beam, num_hypotheses=num_hypotheses,
             sampling_topk=sampling_topk, temperature=temperature, max_length=max_length, min_length=min_length,
-            batch_tokens=batch_tokens, read_ahead=read_ahead, checker=checker, report=report,
+            batch_tokens=batch_tokens, batch_size=batch_size, read_ahead=read_ahead, checker=checker, report=report,
         )
         with open_output(output, force=force) as out:
             write_records(log.track(translated, description="translate"), out)

@@ -109,6 +109,8 @@ def ensure_ct2(spec: str, *, quantization: str) -> tuple[str, ModelSource]:
     if os.path.isfile(os.path.join(target, META_FILE)):
         log.debug(f"using the converted model in {target}")
         return target, src
+    if os.path.lexists(target):
+        raise XltError(f"{target}: exists but is not a complete conversion (no {META_FILE}); remove it and rerun")
     log.info(f"converting {spec} to CTranslate2 ({quantization}) into {target} (once)")
     convert(src, target, quantization=quantization)
     return target, src
@@ -152,8 +154,10 @@ def _convert_into(src: ModelSource, out: str, *, quantization: str) -> dict[str,
     try:
         config = transformers.AutoConfig.from_pretrained(src.path)
     except (OSError, ValueError) as exc:
-        where = "the Hugging Face hub (offline, or no such model?)" if src.kind == "hub" else "its directory"
-        raise XltError(f"--model {src.spec}: cannot load its config from {where}: {_first_line(exc)}") from None
+        if src.kind == "hub":
+            raise XltError(f"--model {src.spec}: no such directory, and the Hugging Face hub has no such model or "
+                           f"cannot be reached: {_first_line(exc)}") from None
+        raise UsageError(f"--model {src.spec}: cannot load its config.json: {_first_line(exc)}") from None
     if not getattr(config, "is_encoder_decoder", False):
         raise UsageError(f"--model {src.spec}: a {config.model_type} model is not a seq2seq (encoder-decoder) translation model")
 

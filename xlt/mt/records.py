@@ -1,8 +1,8 @@
 """Translate records: the streaming pipeline behind `xlt translate`.
 
 Records are read `read_ahead` at a time; each chunk's texts are tokenized in one call per source
-language and handed to CTranslate2 asynchronously (it sorts them by length and batches them by
-tokens), and while it translates, the next chunk is read and tokenized. Results come back in
+language, sorted by length into batches (bounded in tokens and in sentences) and handed to
+CTranslate2 asynchronously, and while it translates, the next chunk is read and tokenized. Results come back in
 input order. At most two chunks are in memory, whatever the input size.
 """
 
@@ -15,8 +15,8 @@ from itertools import islice
 from typing import Any
 
 from xlt.errors import UsageError
-from xlt.mt.translator import (DEFAULT_BATCH_TOKENS, DEFAULT_BEAM_SIZE, DEFAULT_MAX_LENGTH, Decoding, Translator,
-                               pad_hypotheses)
+from xlt.mt.translator import (DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TOKENS, DEFAULT_BEAM_SIZE, DEFAULT_MAX_LENGTH,
+                               Decoding, Translator, pad_hypotheses)
 from xlt.records import Record, RecordError, check_text, infer_fields
 
 DEFAULT_READ_AHEAD = 1024
@@ -107,6 +107,7 @@ def translate_records(
     max_length: int = DEFAULT_MAX_LENGTH,
     min_length: int = 0,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     read_ahead: int = DEFAULT_READ_AHEAD,
     checker: RecordChecker | None = None,
     report: TranslateReport | None = None,
@@ -124,6 +125,8 @@ def translate_records(
     decoding.check()
     if batch_tokens < 1:
         raise UsageError(f"--batch-tokens must be >= 1, not {batch_tokens}")
+    if batch_size < 0:
+        raise UsageError(f"--batch-size must be >= 0 (0: no limit), not {batch_size}")
     if read_ahead < 1:
         raise UsageError(f"--read-ahead must be >= 1, not {read_ahead}")
     problem = translator.language_problem(tgt, side="target")
@@ -134,11 +137,12 @@ def translate_records(
     report = report if report is not None else TranslateReport()
     report.max_input_length = translator.max_input_length
     mark = decoding.num_hypotheses > 1 or decoding.sampling
-    return _pipeline(iter(records), translator, checker, tgt, decoding, batch_tokens, read_ahead, mark, report)
+    batching = (batch_tokens, batch_size)
+    return _pipeline(iter(records), translator, checker, tgt, decoding, batching, read_ahead, mark, report)
 
 
 def _pipeline(records: Iterator[Record], translator: Translator, checker: RecordChecker, tgt: str,
-              decoding: Decoding, batch_tokens: int, read_ahead: int, mark: bool,
+              decoding: Decoding, batching: tuple[int, int], read_ahead: int, mark: bool,
               report: TranslateReport) -> Iterator[Record]:
     start: float | None = None
     pending: _Chunk | None = None
@@ -146,7 +150,7 @@ def _pipeline(records: Iterator[Record], translator: Translator, checker: Record
         chunk = list(islice(records, read_ahead))
         if chunk:
             start = start if start is not None else time.monotonic()
-            job = _submit(chunk, translator, checker, tgt, decoding, batch_tokens, report)
+            job = _submit(chunk, translator, checker, tgt, decoding, batching, report)
         else:
             job = None
         if pending is not None:  # translated while `job` was read and tokenized
@@ -159,7 +163,7 @@ def _pipeline(records: Iterator[Record], translator: Translator, checker: Record
 
 
 def _submit(chunk: list[Record], translator: Translator, checker: RecordChecker, tgt: str, decoding: Decoding,
-            batch_tokens: int, report: TranslateReport) -> _Chunk:
+            batching: tuple[int, int], report: TranslateReport) -> _Chunk:
     texts: list[str] = []
     langs: list[str] = []
     rec_langs: list[tuple[str, ...]] = []
@@ -182,7 +186,7 @@ def _submit(chunk: list[Record], translator: Translator, checker: RecordChecker,
         report.truncated += cut
         report.langs[lang] = report.langs.get(lang, 0) + len(idx)
     report.texts += len(texts)
-    futures = translator.submit(tokens, tgt=tgt, decoding=decoding, batch_tokens=batch_tokens)
+    futures = translator.submit(tokens, tgt=tgt, decoding=decoding, batch_tokens=batching[0], batch_size=batching[1])
     return _Chunk(chunk, rec_langs, futures)
 
 

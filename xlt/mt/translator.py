@@ -20,7 +20,7 @@ FAMILIES = (("Marian", "marian"), ("M2M100", "m2m100"), ("Nllb", "nllb"), ("MBar
 DEFAULT_BEAM_SIZE = 2
 DEFAULT_MAX_LENGTH = 256
 DEFAULT_BATCH_TOKENS = 2048
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = 128
 #: Without a limit in the model's metadata (a CTranslate2 dir not converted by xlt).
 FALLBACK_INPUT_LIMIT = 1024
 
@@ -326,7 +326,7 @@ class Translator:
     def translate_texts(self, texts: list[str], *, src: str, tgt: str, beam_size: int = DEFAULT_BEAM_SIZE,
                         num_hypotheses: int = 1, sampling_topk: int = 1, temperature: float = 1.0,
                         max_length: int = DEFAULT_MAX_LENGTH, min_length: int = 0,
-                        batch_tokens: int = DEFAULT_BATCH_TOKENS) -> list[list[str]]:
+                        batch_tokens: int = DEFAULT_BATCH_TOKENS, batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[str]]:
         """Translate `texts` from `src` to `tgt`: for each text, `num_hypotheses` translations.
 
         Texts must not be empty; overlong ones are truncated to `max_input_length` tokens.
@@ -338,7 +338,8 @@ class Translator:
             if problem:
                 raise UsageError(problem)
         tokens, _ = self.encode(list(texts), src=src, tgt=tgt)
-        results = [r.result() for r in self.submit(tokens, tgt=tgt, decoding=decoding, batch_tokens=batch_tokens)]
+        futures = self.submit(tokens, tgt=tgt, decoding=decoding, batch_tokens=batch_tokens, batch_size=batch_size)
+        results = [r.result() for r in futures]
         flat = [h for r in results for h in pad_hypotheses(r.hypotheses, num_hypotheses)]
         strings = self.decode(flat, tgt=tgt)
         n = num_hypotheses
