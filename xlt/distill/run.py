@@ -159,6 +159,8 @@ def distill(
         labels = labels or LabelSet(stored[0].get("labels") or [])
         tensors = _teacher_tensors(corpus, labels, need_hidden=need_hidden)
         teacher_digest = stored[0].get("model")
+    if "labels" in combined.needs and all(ex.extra.get("_label") is None for ex in corpus.examples):
+        raise InputError("objective ce needs gold labels, and no record has one")
     labels = labels or corpus.labels
     if len(labels) < 2:
         raise InputError("no label set: records need gold labels, teacher outputs, or --labels")
