@@ -15,15 +15,13 @@ min/max_new_tokens, `xlt translate --min-length/--max-length`), so all do the sa
   "steady" subtracts the same command's time on a 1-record file (process start, imports, model
   load), leaving what grows with the input: JSONL, tokenization, batching, translation.
 - CTranslate2: `Translator.translate_batch` on pre-tokenized input, int8, timed around the call.
-- transformers: `generate` in float32 on the same length-sorted batches, timed around the calls;
-  by default on the first 500 of the sentences only (`--hf-sentences`), to keep the whole run
-  under 10 minutes on 2 cores (it is the slow side); the forced output length, which is most of
-  the work, is the same for every sentence.
+- transformers: `generate` in float32 on the same length-sorted batches, timed around the calls,
+  once (it is the slow side; `--hf-sentences` takes fewer sentences on a busy machine).
 - Memory: peak RSS (GNU time's %M) of `xlt translate` on 20,000 records and on every 10th of
   them (2,000), output forced to `--memory-length` tokens (short, for time: memory is measured).
 
 The machine may be shared: the CTranslate2 and xlt runs alternate for `--rounds` rounds and the
-best of each is kept; the load average is printed with every figure.
+median of each is kept; the load average is printed with every figure.
 
 Each measurement runs in its own child process. The model and data are built once into
 `--workdir` and reused.
@@ -35,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -222,14 +221,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default=os.environ.get("XLT_BENCH_DIR", "/tmp/xlt-bench-translate"))
     ap.add_argument("--sentences", type=int, default=2000)
-    ap.add_argument("--hf-sentences", type=int, default=500,
-                    help="sentences for the transformers side (0: all); 500 keeps the run under 10 minutes on 2 cores")
+    ap.add_argument("--hf-sentences", type=int, default=0,
+                    help="sentences for the transformers side (0: all); fewer keeps a run on a busy machine short")
     ap.add_argument("--memory-records", type=int, default=20000)
     ap.add_argument("--length", type=int, default=16, help="output tokens per sentence, forced on every side")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of the two CTranslate2 sides (best kept)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the two CTranslate2 sides (median kept)")
     ap.add_argument("--memory-length", type=int, default=2, help="forced output length in the memory runs (short: time)")
     ap.add_argument("--batch-tokens", type=int, default=2048)
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="0: every usable core")
     ap.add_argument("--child", choices=["ct2", "hf"])
     ap.add_argument("--input")
@@ -271,16 +270,17 @@ def main() -> None:
           f"{args.batch_size} sentences at most, by xlt.mt.translator.plan_batches); {threads} threads", flush=True)
 
     common = dict(length=args.length, batch_tokens=args.batch_tokens, batch_size=args.batch_size, threads=threads)
-    # The machine is shared: alternate the two CTranslate2 sides and keep each one's best round.
+    # The machine is shared and noisy (+-15 % between identical runs): alternate the two
+    # CTranslate2 sides for a few rounds and take each one's median.
     raws, fulls, fixeds = [], [], []
     for _ in range(args.rounds):
         raws.append(run_child("ct2", input=bench, ct2_dir=ct2_dir, **common))
         fulls.append(run_xlt(hf_dir, bench, work / "out.jsonl", home=home, **common)[0])
         fixeds.append(run_xlt(hf_dir, one, work / "out-1.jsonl", home=home, **common)[0])
-    raw = min(raws, key=lambda r: r["seconds"])
-    full, fixed = min(fulls), min(fixeds)
+    raw = sorted(raws, key=lambda r: r["seconds"])[len(raws) // 2]
+    full, fixed = statistics.median(fulls), statistics.median(fixeds)
     steady = full - fixed
-    rounds = f"best of {args.rounds}: " if args.rounds > 1 else ""
+    rounds = f"median of {args.rounds}: " if args.rounds > 1 else ""
     raw_times = ", ".join(f"{r['seconds']:.1f}" for r in raws)
     xlt_times = ", ".join(f"{t:.1f}" for t in fulls)
     print(f"ctranslate2 translate_batch (int8, pre-tokenized): {raw['n'] / raw['seconds']:.1f} sentences/s "

@@ -19,14 +19,14 @@ Stable API (other stages, e.g. perturb's paraphrase method, call these; options 
   `threads` 0: every core this process may use. `seed`: reproducible sampling.
 - `Translator.translate_texts(texts, *, src, tgt, beam_size=2, num_hypotheses=1,
   sampling_topk=1, temperature=1.0, max_length=256, min_length=0, batch_tokens=2048,
-  batch_size=128) -> list[list[str]]`: `num_hypotheses` translations per text (n-best of beam
+  batch_size=64) -> list[list[str]]`: `num_hypotheses` translations per text (n-best of beam
   search, or samples when `sampling_topk` != 1, which needs `beam_size=1`). Languages are plain
   ISO 639-1 codes (`fr`); the model's own tokens (`__fr__`, `fra_Latn`, `fr_XX`, `>>fra<<`) are
   derived from them (`xlt.mt.langs`). Texts longer than `Translator.max_input_length` tokens are truncated.
   Batches: sorted by length, at most `batch_tokens` padded tokens and `batch_size` sentences.
 - `translate_records(records, translator, *, tgt, src=None, fields=None, beam_size=2,
   num_hypotheses=1, sampling_topk=1, temperature=1.0, max_length=256, min_length=0,
-  batch_tokens=2048, batch_size=128, read_ahead=1024, checker=None, report=None) -> Iterator[dict]`:
+  batch_tokens=2048, batch_size=64, read_ahead=1024, checker=None, report=None) -> Iterator[dict]`:
   record-level translation with the `src` view and `aug` marks (see its docstring); memory is
   bounded by `read_ahead` records.
 

@@ -20,7 +20,7 @@ FAMILIES = (("Marian", "marian"), ("M2M100", "m2m100"), ("Nllb", "nllb"), ("MBar
 DEFAULT_BEAM_SIZE = 2
 DEFAULT_MAX_LENGTH = 256
 DEFAULT_BATCH_TOKENS = 2048
-DEFAULT_BATCH_SIZE = 128
+DEFAULT_BATCH_SIZE = 64
 #: Without a limit in the model's metadata (a CTranslate2 dir not converted by xlt).
 FALLBACK_INPUT_LIMIT = 1024
 
