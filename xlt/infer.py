@@ -137,14 +137,3 @@ class Classifier:
         encoded = tokenize(self.tokenizer, texts, max_length=self.max_length)
         return run_model(self.model, encoded, pad_id=self.pad_id, batch_size=self.batch_size,
                          device=self.device, hidden=hidden)
-
-
-def chunked(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    chunk: list[Record] = []
-    for rec in records:
-        chunk.append(rec)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

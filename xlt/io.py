@@ -18,11 +18,12 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from xlt.errors import InputError, OutputExistsError, RecordError, UsageError
 
 Record = dict[str, Any]
+T = TypeVar("T")
 STDIN = "-"
 ON_ERROR_CHOICES = ("fail", "skip")
 
@@ -360,7 +361,7 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def take_shard(records: Iterable[Record], shard: tuple[int, int] | None) -> Iterator[Record]:
+def take_shard(records: Iterable[T], shard: tuple[int, int] | None) -> Iterator[T]:
     """Records number i (0-based) with i % N == K-1: deterministic, and the N shards partition
     the input. Merge shard outputs back in input order with `bin/merge-shards` (round robin)."""
     if shard is None:

@@ -37,17 +37,14 @@ def soft_label_cli(
         from xlt import log
         from xlt.distill.softlabel import soft_label
         from xlt.infer import Classifier
-        from xlt.io import SkipReport, check_output, iter_located, open_output, parse_shard, write_records
+        from xlt.io import SkipReport, check_output, iter_located, open_output, parse_shard, take_shard, write_records
         from xlt.records import parse_fields
 
         check_output(output, force=force)
         shard_spec = parse_shard(shard)
         clf = Classifier(teacher, device=device, batch_size=batch_size, max_length=max_length, option="--teacher")
         skipped = SkipReport()
-        located = iter_located(files, on_error=on_error, skipped=skipped)
-        if shard_spec:
-            k, n = shard_spec
-            located = (x for i, x in enumerate(located) if i % n == k - 1)
+        located = take_shard(iter_located(files, on_error=on_error, skipped=skipped), shard_spec)
         records = soft_label(log.track(located, description="soft-label"), clf, which=view,
                              fields=parse_fields(fields), temperature=temperature, hidden=hidden)
         with open_output(output, force=force) as out:

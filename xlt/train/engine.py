@@ -226,8 +226,6 @@ def train(
         log.state.quiet = True
     if world > 1:
         log.info(f"distributed: {world} processes ({accelerator.distributed_type}), rank {rank}")
-    if resume and os.path.isdir(work) is False:
-        raise UsageError(f"--resume: {work} is missing")
     if not resume and os.path.isdir(work) and is_main:
         shutil.rmtree(work)  # a stale partial run of an earlier invocation: start over
     accelerator.wait_for_everyone()
