@@ -122,6 +122,24 @@ def test_src_view(xlt, tmp_path):
         assert r["src"] == {"lang": "en", "premise": f"en premise {i}", "hypothesis": f"en hypothesis {i}"}
 
 
+def test_cross_pairs_with_a_src_pair_view(xlt, tmp_path):
+    # BERT-KLD: the student reads pair fr-de, the teacher the same example as pair en-en (or X-Y).
+    files = parallel(tmp_path)
+    out = records(xlt("pair", "--premise-lang", "fr", "--hypothesis-lang", "de", "--src", "en", *files.values()))
+    assert len(out) == 6
+    for r in out:
+        i = int(r["id"][2:])
+        assert (r["lang"], r["premise"], r["hypothesis"]) == ("fr-de", f"fr premise {i}", f"de hypothesis {i}")
+        assert r["src"] == {"lang": "en", "langs": {"premise": "en", "hypothesis": "en"},
+                            "premise": f"en premise {i}", "hypothesis": f"en hypothesis {i}"}
+    out = records(xlt("pair", "--all", "--langs", "fr,de", "--src", "en-fr", *files.values()))
+    assert len(out) == 4 * 6
+    assert {r["src"]["lang"] for r in out} == {"en-fr"}
+    assert out[0]["src"]["hypothesis"] == "fr hypothesis 0" and out[0]["src"]["premise"] == "en premise 0"
+    assert "--src" in one_error(xlt("pair", "--premise-lang", "fr", "--hypothesis-lang", "de", "--src", "en-fr-de", *files.values()))
+    assert "--src" in one_error(xlt("pair", "--premise-lang", "fr", "--hypothesis-lang", "de", "--src", "xx", *files.values()))
+
+
 def test_paraphrase_fields(xlt, tmp_path):
     def paws(lang, i):
         return {"id": f"p-{i}", "lang": lang, "sentence1": f"{lang} one {i}", "sentence2": f"{lang} two {i}",
@@ -216,7 +234,7 @@ def test_output_is_deterministic(xlt, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     ([], "choose one mode"),
-    (["--all", "--src", "en"], "choose one mode"),
+    (["--all", "--src", "en-"], "a pair X-Y"),
     (["--premise-lang", "en", "--all"], "choose one mode"),
     (["--premise-lang", "en"], "--premise-lang and --hypothesis-lang go together"),
     (["--premise-lang", "en", "--hypothesis-lang", "fr", "--langs", "en,fr"], "--langs goes with --all"),

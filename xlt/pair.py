@@ -136,9 +136,13 @@ def cross_pairs(
     combos: Sequence[tuple[str, str]],
     *,
     label_from: str = "premise",
+    src: tuple[str, str] | None = None,
     report: PairReport,
 ) -> Iterator[Record]:
     """Premise (first field) from one language, hypothesis (second field) from another.
+
+    With `src=(X, Y)` each record also gets the same example's X-Y pair as its `src` view (the
+    teacher's view: BERT-KLD trains a student on pair A-B against a teacher on pair X-Y).
 
     `lang` is `P-H` (or just `P` when both are the same), `langs` gives each field's language,
     and the label comes from the `label_from` side (premise or hypothesis). Other keys of the
@@ -152,17 +156,20 @@ def cross_pairs(
         raise UsageError(f"--label-from must be premise or hypothesis, not {label_from!r}")
     langs = list(dict.fromkeys(lang for combo in combos for lang in combo))
     _check_langs(data, langs, "--langs" if len(combos) > 1 else "--premise-lang/--hypothesis-lang")
+    if src is not None:
+        _check_langs(data, list(src), "--src")
+        langs = list(dict.fromkeys([*langs, *src]))
     langs.sort(key=data.langs.index)
     ids = _common_ids(data, langs, report)
     for rid in ids:
         if _labels_differ([data.by_lang[lang][rid] for lang in langs]):
             report.label_conflicts.append(rid)
     report.total = len(ids) * len(combos)
-    return _cross(data, list(combos), ids, label_from == "premise", report)
+    return _cross(data, list(combos), ids, label_from == "premise", report, src)
 
 
 def _cross(data: ParallelData, combos: list[tuple[str, str]], ids: list[str], label_from_premise: bool,
-           report: PairReport) -> Iterator[Record]:
+           report: PairReport, src: tuple[str, str] | None = None) -> Iterator[Record]:
     f1, f2 = data.fields
     skip = frozenset(PASS_THROUGH_SKIP + (f1, f2))
     extras_of: tuple[str, dict[str, list[tuple[str, Any]]]] | None = None
@@ -180,6 +187,10 @@ def _cross(data: ParallelData, combos: list[tuple[str, str]], ids: list[str], la
                 out["label"] = source["label"]
             if extras and rid in extras:
                 out.update(extras[rid])
+            if src is not None:
+                sp, sh = src
+                out["src"] = {"lang": sp if sp == sh else f"{sp}-{sh}", "langs": {f1: sp, f2: sh},
+                              f1: data.by_lang[sp][rid][f1], f2: data.by_lang[sh][rid][f2]}
             report.written += 1
             yield out
 
@@ -246,13 +257,24 @@ def pair_records(
 ) -> Iterator[Record]:
     """Dispatch on the mode (exactly one of: premise/hypothesis languages, all, src).
 
+    `src` alone: each other language's record with the `src` language's record as its view.
+    `src` with premise/hypothesis languages or --all: cross-lingual pairs whose `src` view is the
+    same example as a `src` pair (`X` = X-X, or `X-Y`).
+
     Every option is checked before this returns (so a bad option never leaves a partial output)
     and `report.total` holds the number of records the iterator yields. Empty input (no records
     at all) yields nothing.
     """
-    modes = sum([premise_lang is not None or hypothesis_lang is not None, all_pairs, src is not None])
+    cross = premise_lang is not None or hypothesis_lang is not None
+    modes = sum([cross, all_pairs]) + (src is not None and not (cross or all_pairs))
     if modes != 1:
         raise UsageError("choose one mode: --premise-lang X --hypothesis-lang Y, --all, or --src LANG")
+    src_pair: tuple[str, str] | None = None
+    if src is not None and (cross or all_pairs):
+        parts = src.split("-")
+        if len(parts) > 2 or not all(parts):
+            raise UsageError(f"--src with cross-lingual pairs takes a language X or a pair X-Y, not {src!r}")
+        src_pair = (parts[0], parts[-1])
     if langs is not None and not all_pairs:
         raise UsageError("--langs goes with --all")
     if label_from not in ("premise", "hypothesis"):
@@ -268,7 +290,7 @@ def pair_records(
     if not data.langs:  # empty input: nothing to pair, nothing to write
         report.total = 0
         return iter(())
-    if src is not None:
+    if src is not None and src_pair is None:
         return src_pairs(data, src, report=report)
     if all_pairs:
         chosen = list(langs) if langs else list(data.langs)
@@ -277,7 +299,7 @@ def pair_records(
     else:
         assert premise_lang is not None and hypothesis_lang is not None
         combos = [(premise_lang, hypothesis_lang)]
-    return cross_pairs(data, combos, label_from=label_from, report=report)
+    return cross_pairs(data, combos, label_from=label_from, src=src_pair, report=report)
 
 
 def log_report(report: PairReport) -> None:

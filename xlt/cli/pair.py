@@ -19,7 +19,7 @@ def pair_cli(
     hypothesis_lang: Annotated[Optional[str], typer.Option("--hypothesis-lang", help="Language of the hypothesis (second text field).")] = None,
     all_pairs: Annotated[bool, typer.Option("--all", help="Every ordered language combination, N x N including same-language.")] = False,
     langs: Annotated[Optional[str], typer.Option("--langs", help="With --all: only these languages, comma-separated, in this order.")] = None,
-    src: Annotated[Optional[str], typer.Option("--src", help="Parallel records for distillation: each other language's record with this language's record as its `src` view.")] = None,
+    src: Annotated[Optional[str], typer.Option("--src", help="Parallel records for distillation: each other language's record with this language's record as its `src` view. With --premise-lang/--hypothesis-lang or --all: the pairs get the same example's X (X-X) or X-Y pair as `src` view (BERT-KLD's teacher pair).")] = None,
     label_from: Annotated[str, typer.Option("--label-from", help="Cross-lingual pairs: take the label from the premise or hypothesis language.")] = "premise",
     fields: common.Fields = None,
     output: common.Output = None,
@@ -34,6 +34,7 @@ def pair_cli(
     --premise-lang X --hypothesis-lang Y: one record per id present in both languages.
     --all: N*N records per id present in all N languages, by premise then hypothesis language.
     --src LANG: one record per other language and id present in both it and LANG.
+    --src X-Y with pair modes: each pair also carries the X-Y pair of the same id as `src`.
 
     Ids missing in a language are reported and skipped. Ids whose labels differ are reported.
     The whole input is held in memory; the output streams.
