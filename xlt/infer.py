@@ -101,33 +101,72 @@ def load_model_dir(path: str, *, option: str = "--model") -> tuple[Any, Any, dic
 
 
 class Classifier:
-    """A trained classifier (xlt checkpoint or any HF sequence-classification model)."""
+    """A trained classifier (xlt checkpoint or any HF sequence-classification model).
+
+    `engine` is torch, ct2 (the encoder on CTranslate2 with the head in numpy, see xlt.engines)
+    or auto (ct2 when the model can run there, else torch); `engine` then names the one used.
+    With ct2 the torch model is never loaded.
+    """
 
     def __init__(self, path: str, *, device: str = "auto", batch_size: int = 64,
-                 max_length: int | None = None, option: str = "--model") -> None:
-        from xlt.hf import resolve_device
+                 max_length: int | None = None, option: str = "--model", engine: str = "torch",
+                 compute_type: str | None = None, threads: int = 0) -> None:
+        from xlt.engines import choose_engine
 
         self.path = path
-        self.model, self.tokenizer, self.manifest = load_model_dir(path, option=option)
-        self.device = resolve_device(device)
-        self.model.to(self.device).eval()
         self.batch_size = batch_size
+        self._digest: str | None = None
+        self.resolved = resolved = _resolve(path, option=option)
+        self.engine = choose_engine(engine, resolved, option=option, name=path)
+        if compute_type and engine == "torch":
+            raise UsageError("--compute-type sets CTranslate2's compute type: use it with --engine ct2 or auto")
+        if threads < 0:
+            raise UsageError(f"--threads must be >= 0 (0: all cores), not {threads}")
+        self.model: Any = None
+        self.runner: Any = None
+        self.compute_type: str | None = None
+        if self.engine == "ct2":
+            self.tokenizer, self.manifest, id2label = _load_light(resolved)
+            from xlt.engines import CT2Encoder
+
+            self.runner = CT2Encoder(resolved, digest=self._digest_of(resolved), device=device,
+                                     compute_type=compute_type, threads=threads)
+            self.device = self.runner.device
+            self.compute_type = self.runner.compute_type
+        else:
+            from xlt.hf import resolve_device
+
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            self.model, self.tokenizer, self.manifest = load_model_dir(resolved, option=option)
+            self.device = resolve_device(device)
+            self.model.to(self.device).eval()
+            id2label = self.model.config.id2label
         self.max_length = max_length or self.manifest.get("max_length") or min(
             getattr(self.tokenizer, "model_max_length", 512) or 512, 512)
         if self.manifest.get("labels") is not None:
             self.labels = LabelSet(self.manifest["labels"])
         else:
-            id2label = self.model.config.id2label
             self.labels = LabelSet([id2label[i] for i in range(len(id2label))])
         self.fields: tuple[str, ...] | None = tuple(self.manifest["fields"]) if self.manifest.get("fields") else None
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self._digest: str | None = None
+
+    def _digest_of(self, resolved: str) -> str:
+        self._digest = model_digest(resolved)
+        return self._digest
 
     @property
     def digest(self) -> str:
         if self._digest is None:
-            self._digest = model_digest(self.path) if os.path.isdir(self.path) else f"hub:{self.path}"
+            self._digest = model_digest(self.resolved) if os.path.isdir(self.resolved) else f"hub:{self.path}"
         return self._digest
+
+    @property
+    def engine_name(self) -> str:
+        """The engine for signatures: `torch`, or `ct2:<compute type>`."""
+        return f"ct2:{self.compute_type}" if self.engine == "ct2" else "torch"
 
     @property
     def source_langs(self) -> list[str]:
@@ -135,5 +174,24 @@ class Classifier:
 
     def predict(self, texts: Sequence[tuple[str, ...]], *, hidden: bool = False) -> Outputs:
         encoded = tokenize(self.tokenizer, texts, max_length=self.max_length)
+        if self.runner is not None:
+            return self.runner.run(encoded, batch_size=self.batch_size, hidden=hidden)
         return run_model(self.model, encoded, pad_id=self.pad_id, batch_size=self.batch_size,
                          device=self.device, hidden=hidden)
+
+
+def _resolve(path: str, *, option: str) -> str:
+    from xlt.models import resolve_model
+
+    return resolve_model(path, option=option)
+
+
+def _load_light(path: str) -> tuple[Any, dict[str, Any], dict[int, Any]]:
+    """Tokenizer, manifest and id2label of a local model dir, without its weights."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from xlt.hf import quiet_transformers
+
+    quiet_transformers()
+    config = AutoConfig.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path), read_manifest(path), dict(config.id2label)

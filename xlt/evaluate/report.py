@@ -275,12 +275,18 @@ def print_tables(report: dict[str, Any]) -> None:
 
 
 def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Sequence[str], bootstrap: int,
-              seed: int, engine: str = "torch") -> dict[str, Any]:
+              seed: int) -> dict[str, Any]:
+    """Settings and versions behind a report; `engine` is `torch` or `ct2:<compute type>`."""
+    def engine(c: Any) -> str:
+        return getattr(c, "engine_name", "torch")
+
     sig: dict[str, Any] = {"xlt": __version__, "model": classifiers[0].path, "model_digest": classifiers[0].digest,
-                           "data": data, "fields": list(fields), "engine": engine, "bootstrap": bootstrap, "seed": seed}
+                           "data": data, "fields": list(fields), "engine": engine(classifiers[0]),
+                           "bootstrap": bootstrap, "seed": seed}
     if len(classifiers) > 1:
         sig["compare_model"] = classifiers[1].path
         sig["compare_model_digest"] = classifiers[1].digest
+        sig["compare_engine"] = engine(classifiers[1])
     return sig
 
 
@@ -298,11 +304,15 @@ def evaluate_files(
     max_length: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    engine: str = "torch",
+    compute_type: str | None = None,
+    threads: int = 0,
     output: str | None = None,
     force: bool = False,
     on_error: str = "fail",
 ) -> dict[str, Any]:
-    """The whole `eval` stage: load model(s), score the records, write report/predictions/plot."""
+    """The whole `eval` stage: load model(s), score the records, write report/predictions/plot.
+    `engine`, `compute_type` and `threads` choose how the models run (xlt.engines)."""
     import contextlib
     import json
 
@@ -318,9 +328,11 @@ def evaluate_files(
         check_output(path, force=force)
     if plot:
         check_output(plot, force=force, what="plot")
-    classifiers = [Classifier(model, device=device, batch_size=batch_size, max_length=max_length)]
+    run = {"device": device, "batch_size": batch_size, "max_length": max_length, "engine": engine,
+           "compute_type": compute_type, "threads": threads}
+    classifiers = [Classifier(model, **run)]
     if compare:
-        classifiers.append(Classifier(compare, device=device, batch_size=batch_size, max_length=max_length, option="--compare"))
+        classifiers.append(Classifier(compare, option="--compare", **run))
     skipped = SkipReport()
     digests = DigestingSource()
 
