@@ -164,3 +164,40 @@ def test_eval_unknown_model_is_clear(pairs_all):
     r = run_xlt("eval", "--model", "/nonexistent/model-dir-xyz", pairs_all)
     assert r.returncode == 2
     assert "xlt eval: error:" in r.stderr.decode()
+
+
+def test_predictions_file_is_a_frozen_model(tiny_classifier, tmp_path):
+    labels = ["contradiction", "entailment", "neutral"]
+    data = [{"id": str(i), "lang": "en" if i < 3 else "fr", "premise": f"premise {i}", "hypothesis": f"hypothesis {i}",
+             "label": labels[i % 3]} for i in range(6)]
+    src = tmp_path / "data.jsonl"
+    src.write_text("".join(json.dumps(x) + "\n" for x in data))
+    # crafted predictions: right on records 0, 1, 3, 4; wrong on 2 and 5
+    guess = [0, 1, 0, 0, 1, 0]
+    crafted = tmp_path / "crafted.jsonl"
+    crafted.write_text("".join(json.dumps({**x, "pred": {"label": labels[g], "labels": labels,
+                                                          "probs": [0.8 if k == g else 0.1 for k in range(3)]}}) + "\n"
+                               for x, g in zip(data, guess)))
+    r = run_xlt("eval", "--model", str(crafted), str(crafted))
+    assert r.returncode == 0, r.stderr.decode()
+    rep = json.loads(r.stdout)
+    assert rep["languages"]["en"]["accuracy"] == pytest.approx(2 / 3, abs=1e-5)
+    assert rep["average"]["accuracy"] == pytest.approx(4 / 6, abs=1e-5)
+    assert rep["signature"]["engine"] == "predictions"
+    # a real model's predictions, then compared against by file: the same as comparing the model itself
+    preds = tmp_path / "a.pred.jsonl"
+    r = run_xlt("eval", "--model", tiny_classifier, str(src), "--predictions", str(preds))
+    assert r.returncode == 0, r.stderr.decode()
+    first = json.loads(preds.read_text().splitlines()[0])["pred"]
+    assert sorted(first["labels"]) == labels and first["model"].startswith("sha256:")
+    by_model = json.loads(run_xlt("eval", "--model", str(crafted), "--compare", tiny_classifier, str(src)).stdout)
+    by_file = json.loads(run_xlt("eval", "--model", str(crafted), "--compare", str(preds), str(src)).stdout)
+    assert by_file["compare"] == by_model["compare"]
+    assert by_file["signature"]["compare_model_digest"] == first["model"]
+    # predictions of other records (or in another order) are refused, not silently mis-paired
+    rev = tmp_path / "rev.jsonl"
+    rev.write_text("".join(reversed(preds.read_text().splitlines(keepends=True))))
+    r = run_xlt("eval", "--model", str(crafted), "--compare", str(rev), str(src))
+    assert r.returncode == 2 and "same records in the same order" in r.stderr.decode()
+    r = run_xlt("eval", "--model", str(src), str(src))
+    assert r.returncode == 2 and "predictions file" in r.stderr.decode()

@@ -195,3 +195,68 @@ def _load_light(path: str) -> tuple[Any, dict[str, Any], dict[int, Any]]:
     quiet_transformers()
     config = AutoConfig.from_pretrained(path)
     return AutoTokenizer.from_pretrained(path), read_manifest(path), dict(config.id2label)
+
+
+class Predicted:
+    """A frozen model: the predictions an earlier `xlt eval --predictions` wrote for the same records.
+
+    Lets `eval` score or compare runs without running their models again (`--compare
+    base.pred.jsonl`). The file is read in step with the input; each record's texts must match.
+    """
+
+    engine_name = "predictions"
+    fields: tuple[str, ...] | None = None
+    source_langs: list[str] = []
+    max_length = None
+
+    def __init__(self, path: str, *, option: str = "--model") -> None:
+        from xlt.io import iter_located
+
+        self.path = path
+        self.option = option
+        self._records = iter_located([path])
+        first = next(self._records, None)
+        if first is None:
+            raise UsageError(f"{option} {path}: an empty predictions file")
+        self._pending: list[tuple[str, Record]] = [first]
+        pred = first[1].get("pred")
+        if not isinstance(pred, dict) or not isinstance(pred.get("labels"), list):
+            raise UsageError(f"{option} {path}: not a model directory nor a predictions file from `xlt eval "
+                             f"--predictions` (first record has no \"pred\" with \"labels\")")
+        self.labels = LabelSet(pred["labels"])
+        self.digest = str(pred.get("model") or f"predictions:{path}")
+
+    def _next(self) -> tuple[str, Record]:
+        if self._pending:
+            return self._pending.pop()
+        item = next(self._records, None)
+        if item is None:
+            raise UsageError(f"{self.option} {self.path}: fewer predictions than input records")
+        return item
+
+    def predict(self, texts: Sequence[tuple[str, ...]], *, hidden: bool = False) -> Outputs:
+        import numpy as np
+
+        from xlt.errors import InputError
+
+        if hidden:
+            raise UsageError(f"{self.option} {self.path}: a predictions file has no hidden states")
+        logits = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for i, text in enumerate(texts):
+            where, rec = self._next()
+            pred = rec.get("pred")
+            values = set(v for v in rec.values() if isinstance(v, str))
+            if not isinstance(pred, dict) or not isinstance(pred.get("probs"), list) or len(pred["probs"]) != len(self.labels):
+                raise InputError(f'{where}: field "pred" must hold {len(self.labels)} "probs"')
+            if not all(t in values for t in text):
+                raise UsageError(f"{where}: this prediction is for another record than the input's {i + 1}th "
+                                 f"of its chunk: {self.option} needs predictions of the same records in the same order")
+            logits[i] = np.log(np.clip(np.asarray(pred["probs"], dtype=np.float64), 1e-12, None))
+        return Outputs(logits)
+
+
+def load_classifier(path: str, *, option: str = "--model", **run: Any) -> Any:
+    """A model directory/name/hub id (`Classifier`), or a predictions file (`Predicted`)."""
+    if os.path.isfile(path):
+        return Predicted(path, option=option)
+    return Classifier(path, option=option, **run)

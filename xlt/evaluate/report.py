@@ -36,9 +36,12 @@ def score_records(
 ) -> tuple[Scored, tuple[str, ...]]:
     """Run every classifier over the records (streamed in chunks) and keep what metrics need."""
     labels = classifiers[0].labels
-    for c in classifiers[1:]:
-        if c.labels.names != labels.names:
+    # Each model's class index -> the first model's (models may order the same labels differently).
+    perms = []
+    for c in classifiers:
+        if sorted(c.labels.names) != sorted(labels.names):
             raise InputError(f"--compare: the models have different labels ({labels.names} vs {c.labels.names})")
+        perms.append([labels.index(v) for v in c.labels.values])
     chosen = fields or classifiers[0].fields
     scored = Scored(preds=[[] for _ in classifiers])
     buf: list[tuple[str, Record]] = []
@@ -63,13 +66,14 @@ def score_records(
                 except RecordError as exc:
                     raise InputError(f"{where}: {exc}") from None
             for k, out in enumerate(outs):
-                scored.preds[k].append(int(out.logits[i].argmax()))
+                scored.preds[k].append(perms[k][int(out.logits[i].argmax())])
         if predictions is not None:
             probs = softmax(outs[0].logits)
             for i, (_, rec) in enumerate(buf):
                 p = probs[i]
                 rec_out = dict(rec)
-                rec_out["pred"] = {"label": labels.values[int(p.argmax())], "probs": [round(float(x), 6) for x in p]}
+                rec_out["pred"] = {"label": labels.values[int(p.argmax())], "probs": [round(float(x), 6) for x in p],
+                                   "labels": labels.values, "model": classifiers[0].digest}
                 predictions.write(dumps(rec_out) + "\n")
         buf.clear()
 
@@ -317,7 +321,7 @@ def evaluate_files(
     import json
 
     from xlt.errors import UsageError
-    from xlt.infer import Classifier
+    from xlt.infer import load_classifier
     from xlt.io import SkipReport, check_output, iter_located, open_output
     from xlt.records import parse_fields
     from xlt.train.data import DigestingSource
@@ -330,9 +334,9 @@ def evaluate_files(
         check_output(plot, force=force, what="plot")
     run = {"device": device, "batch_size": batch_size, "max_length": max_length, "engine": engine,
            "compute_type": compute_type, "threads": threads}
-    classifiers = [Classifier(model, **run)]
+    classifiers = [load_classifier(model, **run)]
     if compare:
-        classifiers.append(Classifier(compare, option="--compare", **run))
+        classifiers.append(load_classifier(compare, option="--compare", **run))
     skipped = SkipReport()
     digests = DigestingSource()
 
