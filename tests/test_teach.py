@@ -204,3 +204,47 @@ def test_ddp_two_cpu_processes(tiny_bert, data, tmp_path):
     assert m["training"]["steps"] == 14
     assert m["dev"]["history"]
     assert sorted(os.listdir(tmp_path)) == ["ddp"]  # rank 0 wrote once; no partial or temp dirs left
+
+
+def test_grad_accum_warmup_and_log_every(tiny_bert, data, tmp_path):
+    # 200 + 60 records, batch 16 -> 17 batches per epoch; accumulating 4 -> 5 updates per epoch.
+    out = str(tmp_path / "acc")
+    r = run_xlt("teach", data["train"], data["train_fr"], "--model", tiny_bert, "--out", out, "--epochs", "2",
+                "--batch-size", "16", "--grad-accum", "4", "--warmup", "0.5", "--lr", "1e-3", "--log-every", "1")
+    assert r.returncode == 0, r.stderr.decode()
+    t = json.load(open(os.path.join(out, "xlt.json")))["training"]
+    assert t["steps"] == 10 and t["resolved"]["warmup_steps"] == 5 and t["resolved"]["updates_per_epoch"] == 5
+    assert [e["step"] for e in t["log"]] == list(range(1, 11))
+    lrs = [e["lr"] for e in t["log"]]
+    # linear warm-up to the peak over 5 updates, then linear decay to 0
+    assert lrs[:5] == pytest.approx([1e-3 * k / 5 for k in range(1, 6)], rel=1e-6)
+    assert lrs[5:] == pytest.approx([1e-3 * (10 - k) / 5 for k in range(6, 11)], rel=1e-6, abs=1e-12)
+
+
+def test_weight_decay_is_decoupled_and_skips_biases_and_norms(tiny_bert, data, tmp_path):
+    runs = {}
+    for wd in ("0", "0.5"):
+        out = str(tmp_path / f"wd{wd}")
+        r = run_xlt("teach", data["train"], "--model", tiny_bert, "--out", out, "--max-steps", "1", "--warmup", "0",
+                    "--lr", "1e-2", "--weight-decay", wd, "--seed", "5")
+        assert r.returncode == 0, r.stderr.decode()
+        runs[wd] = weights(out)
+    base = weights(tiny_bert)
+    a, b = runs["0"], runs["0.5"]
+    key = [k for k in a if k.endswith("encoder.layer.0.attention.self.query.weight")][0]
+    w0 = base[key.split("bert.", 1)[-1]]
+    # AdamW: w1 = w0 - lr * (adam step + wd * w0); the runs differ by exactly lr * wd * w0
+    assert (a[key] - b[key]).sub(1e-2 * 0.5 * w0).abs().max() < 1e-6
+    assert not (a[key] == b[key]).all()
+    for k in a:
+        if k.endswith(".bias") or "LayerNorm" in k:
+            assert (a[k] == b[k]).all(), k
+
+
+def test_eval_every_sets_the_dev_history(tiny_bert, data, tmp_path):
+    out = str(tmp_path / "ev")
+    r = run_xlt("teach", data["train"], "--model", tiny_bert, "--out", out, "--dev", data["dev"], "--max-steps", "9",
+                "--batch-size", "16", "--eval-every", "4")
+    assert r.returncode == 0, r.stderr.decode()
+    hist = json.load(open(os.path.join(out, "xlt.json")))["dev"]["history"]
+    assert [h["step"] for h in hist] == [4, 8, 9]

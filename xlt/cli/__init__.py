@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 #: Command modules in help order; each has `register(app)`. Only commands that work are listed.
-COMMANDS = ["pair", "translate", "perturb", "teach", "soft-label", "distill", "eval", "models", "env"]
+COMMANDS = ["pair", "split", "translate", "perturb", "teach", "soft-label", "distill", "eval", "report", "models", "env"]
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,103 @@
+# Shared settings of the recipes (included by recipes/<name>/Makefile after it sets its own
+# per-scale defaults). Every variable is `?=`, so anything can be given on the command line:
+#   make -C recipes/robust-xlt SCALE=small MODEL=me5-small EVAL="a.jsonl b.jsonl" OUT=/tmp/run
+#
+# SCALE=ci     samples/nli (30 records per language), 1 short epoch: the pipeline runs (minutes).
+# SCALE=small  ../shared/data (English NLI + XNLI dev) on this 2-core CPU in under an hour.
+# SCALE=paper  the papers' settings for a GPU cluster (see recipes/README.md and recipes/slurm.sh).
+
+HERE    := $(abspath $(dir $(firstword $(MAKEFILE_LIST))))
+ROOT    := $(abspath $(HERE)/../..)
+SCALE   ?= ci
+OUT     ?= $(HERE)/out-$(SCALE)
+XLT     ?= $(ROOT)/.venv/bin/xlt
+# The training steps (teach, distill) only: e.g. TRAIN_XLT="torchrun --nproc-per-node 4 -m xlt" for
+# multi-GPU DDP on a cluster node (only rank 0 writes); everything else stays one process.
+TRAIN_XLT ?= $(XLT)
+DATA    ?= $(abspath $(ROOT)/../shared/data)
+SAMPLES ?= $(ROOT)/samples/nli
+# SCALE=paper data the project cannot ship: MNLI train and XNLI test as xlt JSONL (see README).
+PAPER_DATA ?= $(ROOT)/data
+SEED    ?= 13
+# Seed of the recipes' own splits: not SEED, which `take` uses, since two splits by the same key
+# and seed are not independent (a 20/80 split of a 41 % sample would be 49/51).
+SPLIT_SEED ?= $(shell expr $(SEED) + 1)
+# Q=--quiet silences progress and info lines (warnings and errors stay).
+Q       ?=
+
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+ifeq ($(SCALE),ci)
+  MODEL      ?= me5-small
+  LANGS      ?= en fr de ru
+  TRAIN      ?= $(SAMPLES)/en.jsonl
+  EVAL       ?= $(foreach l,$(LANGS),$(SAMPLES)/$(l).jsonl)
+  # premise groups of samples/nli (ids s-3k..s-3k+2 share a premise)
+  META       ?= $(ROOT)/recipes/samples.meta.jsonl
+  TRAIN_KEEP ?= 1
+  EVAL_KEEP  ?= 1
+  EPOCHS     ?= 1
+  BATCH      ?= 8
+  LR         ?= 1e-4
+  MAXLEN     ?= 64
+  FREEZE     ?= --freeze-embeddings
+  BOOTSTRAP  ?= 200
+else ifeq ($(SCALE),small)
+  MODEL      ?= me5-small
+  LANGS      ?= en fr es de el bg ru tr ar vi th zh hi sw ur
+  TRAIN      ?= $(DATA)/nli-en/mnli.dev_matched.en.jsonl
+  EVAL       ?= $(foreach l,$(LANGS),$(DATA)/xnli/dev.$(l).jsonl)
+  META       ?= $(DATA)/xnli/dev.meta.jsonl
+  TRAIN_KEEP ?= 0.41
+  EVAL_KEEP  ?= 0.2
+  EPOCHS     ?= 1
+  BATCH      ?= 16
+  LR         ?= 1e-4
+  MAXLEN     ?= 128
+  FREEZE     ?= --freeze-embeddings
+  BOOTSTRAP  ?= 1000
+else ifeq ($(SCALE),paper)
+  MODEL      ?= bert-base-multilingual-cased
+  LANGS      ?= en fr es de el bg ru tr ar vi th zh hi sw ur
+  TRAIN      ?= $(PAPER_DATA)/mnli/train.en.jsonl
+  EVAL       ?= $(foreach l,$(LANGS),$(PAPER_DATA)/xnli/test.$(l).jsonl)
+  META       ?= $(PAPER_DATA)/xnli/test.meta.jsonl
+  TRAIN_KEEP ?= 1
+  EVAL_KEEP  ?= 1
+  EPOCHS     ?= 3
+  BATCH      ?= 32
+  LR         ?= 2e-5
+  MAXLEN     ?= 128
+  FREEZE     ?=
+  BOOTSTRAP  ?= 1000
+else
+  $(error SCALE must be ci, small or paper, not '$(SCALE)')
+endif
+
+# One label order for every model, so teachers and students agree even on a sample missing a class.
+LABELS      ?= contradiction,entailment,neutral
+TRAIN_OPTS   = --labels $(LABELS) $(FREEZE) --epochs $(EPOCHS) --batch-size $(BATCH) --lr $(LR) --max-length $(MAXLEN) --seed $(SEED) $(Q)
+EVAL_OPTS    = --seed $(SEED) $(Q)
+
+# The file of language $(2) in the list $(1): .../L.jsonl or .../*.L.jsonl (samples/nli/fr.jsonl,
+# xnli/dev.fr.jsonl).
+lang_file = $(firstword $(filter %/$(2).jsonl %.$(2).jsonl %/$(2).jsonl.gz %.$(2).jsonl.gz,$(1)))
+
+# $(call take,FILES,FRACTION,OUT[,MORE SPLIT OPTIONS]): a deterministic share of the records of
+# FILES (by a hash of the id, so parallel files keep the same ids), the rest dropped.
+take = $(XLT) split $(1) $(4) --seed $(SEED) --into $(3):$(2) \
+    $(if $(filter 1 1.0,$(2)),,--into /dev/null:$(shell awk 'BEGIN { print 1 - $(2) }')) --force $(Q)
+
+# A training step interrupted earlier (time limit, preemption) left <checkpoint>.partial: continue it.
+resume = $(if $(wildcard $(1).partial),--resume)
+
+# An absent MT model: the step is skipped with a notice (no offline MT model exists here).
+define mt_notice
+	@echo "$(notdir $(HERE)): MT is empty: skipping $(1) (give MT=<CTranslate2 or Hugging Face seq2seq model>)" >&2
+endef
+
+.DELETE_ON_ERROR:
+
+# Checkpoints and data made by pattern rules are results, not intermediate files to delete.
+.SECONDARY:

@@ -1,0 +1,106 @@
+"""The paper recipes (recipes/<name>/Makefile) run end to end at SCALE=ci.
+
+Tiny random models stand in for me5-small / minilm-en, so the test checks that the pipelines
+compose and write their results, not what the methods achieve (the recipes' README has the
+SCALE=small numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "recipes"
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")]
+
+SYSTEMS = {
+    "robust-xlt": ["base", "adv-0.01", "rs-0.1", "rsda"],
+    "monox": ["direct", "kd", "pseudo", "teacher"],
+    "xd": ["en", "xd", "mlt", "mlt-xd"],
+    "bert-kld": ["teacher", "base", "kld-0.1", "kld-1"],
+    "freetransfer-x": ["classifier", "step1", "step1-bal", "step2-transformer", "tt-pseudo-transformer",
+                       "step2-bilstm", "tt-pseudo-bilstm", "step2-cnn", "tt-pseudo-cnn"],
+}
+
+
+def make(recipe: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.run(["make", "--no-print-directory", "-C", str(RECIPES / recipe), *args], capture_output=True,
+                          env=env, timeout=timeout, text=True)
+
+
+def ci_args(out: Path, model: str) -> list[str]:
+    return ["SCALE=ci", f"OUT={out}", f"MODEL={model}", f"TEACHER_MODEL={model}", "Q=--quiet",
+            f"XLT={sys.executable} -m xlt"]
+
+
+@pytest.mark.parametrize("recipe", list(SYSTEMS))
+def test_recipe_runs_at_ci_scale(recipe, tmp_path, tiny_bert):
+    out = tmp_path / "out"
+    proc = make(recipe, *ci_args(out, tiny_bert))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert [s["name"] for s in results["systems"]] == SYSTEMS[recipe]
+    for s in results["systems"]:
+        assert all(v is not None for v in s["languages"].values()), (s["name"], s["languages"])
+        assert s["average"] is not None
+        assert s["training"] is None or s["training"]["seed"] == 13
+    md = (out / "results.md").read_text()
+    for name in SYSTEMS[recipe]:
+        assert f"| {name} " in md
+    if recipe == "robust-xlt":
+        assert "generalized setting" in md and (out / "matrix-results.json").exists()
+        assert (out / "base.matrix.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / "rsda.jsonl").read_text().count("\n") == 4 * 30  # original + 3 synonym copies
+    if recipe == "freetransfer-x":
+        assert "MT is empty: skipping the translate-test baseline" in proc.stderr
+    # Every step is a file target: a second run has nothing to do.
+    assert make(recipe, "-q", *ci_args(out, tiny_bert)).returncode == 0
+
+
+def test_premise_groups_never_straddle_the_halves(tmp_path, tiny_bert):
+    # xd's pool and test halves: whole premise groups, the same ids in every language
+    out = tmp_path / "out"
+    args = ci_args(out, tiny_bert)
+    assert make("xd", *args, f"{out}/pool.jsonl", f"{out}/test.jsonl").returncode == 0
+    meta = {json.loads(l)["id"]: json.loads(l)["premise_group"] for l in (RECIPES / "samples.meta.jsonl").read_text().splitlines()}
+
+    def groups(name: str) -> dict[str, set]:
+        by_lang: dict[str, set] = {}
+        for line in (out / name).read_text().splitlines():
+            r = json.loads(line)
+            by_lang.setdefault(r["lang"], set()).add(meta[r["id"]])
+        return by_lang
+
+    pool, test = groups("pool.jsonl"), groups("test.jsonl")
+    assert set(pool) == set(test) == {"en", "fr", "de", "ru"}
+    assert len({frozenset(g) for g in pool.values()}) == 1  # the same groups in every language
+    assert not pool["en"] & test["en"] and pool["en"] | test["en"] == set(range(10))
+
+
+@pytest.mark.parametrize("recipe", list(SYSTEMS))
+def test_paper_and_small_scales_expand(recipe, tmp_path):
+    # A dry run (make -n) with the real data swapped for samples: the scale tables parse and give
+    # the papers' models.
+    samples = ROOT / "samples" / "nli"
+    data = [f"TRAIN={samples / 'en.jsonl'}", f"EVAL={' '.join(str(samples / f'{l}.jsonl') for l in ('en', 'fr', 'de', 'ru'))}",
+            f"META={RECIPES / 'samples.meta.jsonl'}", "LANGS=en fr de ru", f"OUT={tmp_path}/o"]
+    extra = {"bert-kld": ["PAIRS=en-ru ru-en"], "freetransfer-x": ["STEP2_LANGS=fr ru"],
+             "robust-xlt": [f"SYNONYMS={RECIPES / 'robust-xlt' / 'synonyms-ci.json'}", "MATRIX_LANGS=en,fr"]}.get(recipe, [])
+    proc = make(recipe, "-n", "SCALE=paper", *data, *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert "--model bert-base-multilingual-cased" in proc.stdout or "xlm-roberta-base" in proc.stdout
+    assert "--freeze-embeddings" not in proc.stdout and "--lr 2e-5" in proc.stdout
+    proc = make(recipe, "-n", "SCALE=small", *data, *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert "me5-small" in proc.stdout and "--freeze-embeddings" in proc.stdout
+    proc = make(recipe, "-n", "SCALE=huge", *data)
+    assert proc.returncode != 0 and "SCALE must be ci, small or paper" in proc.stderr

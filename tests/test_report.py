@@ -1,0 +1,216 @@
+"""`xlt report`: merging eval reports into one results table (golden values on crafted reports)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from xlt.errors import InputError, UsageError
+from xlt.evaluate.summary import load_named, matrix_summary, summarize, to_markdown
+
+
+def eval_report(accs: dict[str, float], *, model: str = "m", digest: str = "sha256:a", source=("en",),
+                compare: dict | None = None, data: dict | None = None, matrix: dict | None = None) -> dict:
+    """An `xlt eval` report as build_report writes it (the keys report reads)."""
+    langs = {k: {"n": 100, "accuracy": v, "macro_f1": round(v - 0.01, 5)} for k, v in accs.items()}
+    rep: dict = {
+        "signature": {"xlt": "0.1.0", "model": model, "model_digest": digest, "data": data or {"d.jsonl": "sha256:d"},
+                      "fields": ["premise", "hypothesis"], "engine": "torch", "bootstrap": 0, "seed": 0},
+        "languages": langs,
+        "average": {"languages": len(accs), "n": 100 * len(accs), "accuracy": sum(accs.values()) / len(accs)},
+        "average_non_source": None, "source_languages": list(source), "overall": {}, "unlabelled": 0,
+    }
+    if compare is not None:
+        rep["signature"]["compare_model"] = compare["model"]
+        rep["signature"]["compare_model_digest"] = compare["digest"]
+        rep["compare"] = {"languages": compare["languages"], "average": compare["average"], "samples": 1000}
+    if matrix is not None:
+        rep["matrix"] = matrix
+    return rep
+
+
+def write(tmp_path: Path, name: str, rep: dict) -> str:
+    p = tmp_path / name
+    p.write_text(json.dumps(rep))
+    return str(p)
+
+
+@pytest.fixture
+def three(tmp_path):
+    base = write(tmp_path, "base.json", eval_report({"en": 0.8, "fr": 0.7, "de": 0.6}, model="base.ckpt", digest="sha256:b"))
+    adv = write(tmp_path, "adv.json", eval_report(
+        {"en": 0.82, "fr": 0.75, "de": 0.59}, model="adv.ckpt", digest="sha256:adv",
+        compare={"model": "base.ckpt", "digest": "sha256:b", "average": {"delta": 0.02, "p_value": 0.012},
+                 "languages": {"en": {"p_value": 0.3}, "fr": {"p_value": 0.004}, "de": {"p_value": 0.9}}}))
+    # compared with something that is not the baseline: its p-values must not be shown
+    rs = write(tmp_path, "rs.json", eval_report(
+        {"en": 0.78, "fr": 0.72, "de": 0.65}, model="rs.ckpt", digest="sha256:rs",
+        compare={"model": "other.ckpt", "digest": "sha256:other", "average": {"delta": 0.0, "p_value": 0.5},
+                 "languages": {"fr": {"p_value": 0.001}}}))
+    return base, adv, rs
+
+
+def test_golden_summary(three):
+    base, adv, rs = three
+    s = summarize(load_named([f"base={base}", f"adv={adv}", f"rs={rs}"]), baseline="base", with_training=False)
+    assert s["languages"] == ["en", "fr", "de"] and s["source_languages"] == ["en"]
+    assert s["non_source_languages"] == ["fr", "de"]
+    b, a, r = s["systems"]
+    assert b["average"] == pytest.approx(0.7) and b["average_non_source"] == pytest.approx(0.65)
+    assert a["average"] == pytest.approx(0.72) and a["average_non_source"] == pytest.approx(0.67)
+    assert a["delta_average"] == pytest.approx(0.02) and a["delta_average_non_source"] == pytest.approx(0.02)
+    assert a["languages"]["fr"]["delta"] == pytest.approx(0.05) and a["languages"]["de"]["delta"] == pytest.approx(-0.01)
+    assert a["languages"]["fr"]["p_value"] == 0.004 and a["p_value_average"] == 0.012
+    assert a["compare"]["is_baseline"] is True and a["same_data_as_baseline"] is True
+    assert r["compare"]["is_baseline"] is False and r["p_value_average"] is None
+    assert "p_value" not in r["languages"]["fr"]
+    assert r["delta_average"] == pytest.approx(0.01667) and r["delta_average_non_source"] == pytest.approx(0.035)
+    assert "delta_average" not in b
+
+
+def test_golden_markdown(three):
+    base, adv, rs = three
+    s = summarize(load_named([f"base={base}", f"adv={adv}", f"rs={rs}"]), baseline="base", with_training=False)
+    md = to_markdown(s, title="t")
+    lines = md.splitlines()
+    assert lines[0] == "### t"
+    assert lines[2] == "| system | en | fr | de | avg | avg non-src | Δ avg | Δ non-src | p |"
+    assert lines[3] == "|:---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    assert lines[4] == "| base (baseline) | 80.0 | 70.0 | 60.0 | 70.0 | 65.0 |  |  |  |"
+    assert lines[5] == "| adv | 82.0 | 75.0* | 59.0 | 72.0 | 67.0 | +2.0 | +2.0 | 0.012 |"
+    assert lines[6] == "| rs | 78.0 | 72.0 | 65.0 | 71.7 | 68.5 | +1.7 | +3.5 | – |"
+    assert "p: paired bootstrap" in md and "avg non-src: mean over the languages shown other than en." in md
+
+
+def test_langs_and_source_choose_the_columns(three):
+    base, adv, _ = three
+    s = summarize(load_named([f"base={base}", f"adv={adv}"]), baseline="base", langs=["de", "fr"], source=[],
+                  with_training=False)
+    assert s["languages"] == ["de", "fr"] and s["non_source_languages"] == ["de", "fr"]
+    assert s["systems"][1]["average"] == pytest.approx(0.67)
+    head = to_markdown(s).splitlines()[0]
+    assert head == "| system | de | fr | avg | Δ avg | p |"  # no non-source column without a source
+    with pytest.raises(UsageError, match="no report scored xx"):
+        summarize(load_named([f"base={base}"]), langs=["xx"], with_training=False)
+
+
+def test_missing_language_gives_no_average(tmp_path, three):
+    base = three[0]
+    part = write(tmp_path, "part.json", eval_report({"en": 0.9, "fr": 0.5}))
+    s = summarize(load_named([f"base={base}", f"part={part}"]), baseline="base", with_training=False)
+    p = s["systems"][1]
+    assert p["languages"]["de"] is None and p["average"] is None and p["delta_average"] is None
+    assert "| part | 90.0 | 50.0 | – | – | – | – | – |" in to_markdown(s)
+
+
+def test_merged_rows_take_each_language_from_one_report(tmp_path, three):
+    base = three[0]
+    fr = write(tmp_path, "fr.json", eval_report({"fr": 0.5}, model="fr.ckpt", source=("fr",)))
+    de = write(tmp_path, "de.json", eval_report({"de": 0.4}, model="de.ckpt", source=("de",)))
+    s = summarize(load_named([f"base={base}", f"small={fr},{de}"]), baseline="base", langs=["fr", "de"],
+                  with_training=False)
+    small = s["systems"][1]
+    assert small["languages"]["fr"]["accuracy"] == 0.5 and small["languages"]["de"]["accuracy"] == 0.4
+    assert small["average"] == pytest.approx(0.45) and small["delta_average"] == pytest.approx(-0.2)
+    assert small["report"] == f"{fr},{de}"
+    with pytest.raises(InputError, match="both score language 'fr'"):
+        load_named([f"x={fr},{fr}"])
+
+
+def test_matrix_summary_golden():
+    m = {"premise_langs": ["en", "fr"], "hypothesis_langs": ["en", "fr"], "accuracy": [[0.8, 0.6], [0.5, None]]}
+    assert matrix_summary(m) == {"same_language": 0.8, "cross_language": 0.55, "all": 0.63333, "cells": 3}
+    assert matrix_summary(None) is None
+
+
+def test_different_data_is_warned(tmp_path, capsys):
+    from xlt import log
+
+    log.configure(command="xlt report")
+    a = write(tmp_path, "a.json", eval_report({"en": 0.5}, data={"x.jsonl": "sha256:1"}))
+    b = write(tmp_path, "b.json", eval_report({"en": 0.6}, data={"y.jsonl": "sha256:2"}))
+    s = summarize(load_named([f"a={a}", f"b={b}"]), baseline="a", with_training=False)
+    assert s["systems"][1]["same_data_as_baseline"] is False
+    assert "scored on different data" in capsys.readouterr().err
+
+
+def test_training_information_from_the_checkpoint(xlt, tmp_path, tiny_bert):
+    train = tmp_path / "train.jsonl"
+    rows = [{"id": str(i), "lang": "en", "premise": "a man sits", "hypothesis": "a dog runs",
+             "label": ["entailment", "neutral", "contradiction"][i % 3]} for i in range(12)]
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ckpt = tmp_path / "m.ckpt"
+    proc = xlt("teach", str(train), "--model", tiny_bert, "--epochs", "1", "--batch-size", "4", "--seed", "5",
+               "--out", str(ckpt), "--quiet")
+    assert proc.returncode == 0, proc.stderr.decode()
+    rep = tmp_path / "r.json"
+    assert xlt("eval", "--model", str(ckpt), str(train), "-o", str(rep), "--quiet").returncode == 0
+    out, md = tmp_path / "results.json", tmp_path / "results.md"
+    proc = xlt("report", f"m={rep}", "-o", str(out), "--markdown", str(md))
+    assert proc.returncode == 0, proc.stderr.decode()
+    t = json.loads(out.read_text())["systems"][0]["training"]
+    assert t["seed"] == 5 and t["steps"] == 3 and t["kind"] == "teach" and t["examples_seen"] == 12
+    assert t["train_seconds"] >= 0
+    assert "| m | " in md.read_text() and "| 5 | 3 |" in md.read_text()
+    assert "| m | " in proc.stderr.decode()  # the table on stderr
+    # the eval report's model path is relative: found from another working directory via the
+    # report's parents; a changed checkpoint (another digest) gives no training information
+    rel = tmp_path / "rel.json"
+    data = json.loads(rep.read_text())
+    data["signature"]["model"] = "m.ckpt"
+    rel.write_text(json.dumps(data))
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    proc = xlt("report", f"m={rel}", cwd=str(sub))
+    assert json.loads(proc.stdout)["systems"][0]["training"]["seed"] == 5
+    data["signature"]["model_digest"] = "sha256:0000"
+    rel.write_text(json.dumps(data))
+    proc = xlt("report", f"m={rel}", cwd=str(sub))
+    assert json.loads(proc.stdout)["systems"][0]["training"] is None
+    assert "changed since" in proc.stderr.decode()
+
+
+# --- the command contract ------------------------------------------------------------------------
+
+def one_error(proc) -> str:
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2, proc.stderr.decode()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("xlt report: error: "), lines[0]
+    return lines[0][len("xlt report: error: "):]
+
+
+def test_cli_outputs(xlt, tmp_path, three):
+    base, adv, rs = three
+    out, md = tmp_path / "o" / "results.json", tmp_path / "o" / "results.md"
+    proc = xlt("report", f"base={base}", f"adv={adv}", "--baseline", "base", "-o", str(out), "--markdown", str(md),
+               "--title", "robust", "--quiet")
+    assert proc.returncode == 0 and proc.stdout == b"" and proc.stderr == b""
+    s = json.loads(out.read_text())
+    assert [x["name"] for x in s["systems"]] == ["base", "adv"] and s["baseline"] == "base"
+    assert md.read_text().startswith("### robust\n")
+    # stdout when no -o; existing outputs refused without --force
+    proc = xlt("report", f"base={base}", "--quiet")
+    assert json.loads(proc.stdout)["systems"][0]["name"] == "base"
+    assert one_error(xlt("report", f"base={base}", "-o", str(out))) == f"output {out} exists; pass --force to overwrite it"
+    assert one_error(xlt("report", f"base={base}", "--markdown", str(md))) == f"output {md} exists; pass --force to overwrite it"
+    assert xlt("report", f"base={base}", "-o", str(out), "--markdown", str(md), "--force").returncode == 0
+    assert sorted(os.listdir(tmp_path / "o")) == ["results.json", "results.md"]
+
+
+def test_cli_errors(xlt, tmp_path, three):
+    base = three[0]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert one_error(xlt("report", f"x={bad}")).startswith(f"{bad}: invalid JSON")
+    notrep = tmp_path / "notrep.json"
+    notrep.write_text("[1]")
+    assert one_error(xlt("report", f"x={notrep}")) == f'{notrep}: not an xlt eval report (no "languages" object)'
+    assert one_error(xlt("report", f"x={tmp_path / 'no.json'}")) == f"{tmp_path / 'no.json'}: no such file"
+    assert one_error(xlt("report", base)) == f"expected NAME=REPORT.json, not {base!r}"
+    assert one_error(xlt("report", f"a={base}", f"a={base}")) == "system name 'a' is given twice"
+    assert one_error(xlt("report", f"a={base}", "--baseline", "b")) == "--baseline 'b' is not one of the systems (a)"
+    assert one_error(xlt("report")) == "give at least one NAME=REPORT.json"

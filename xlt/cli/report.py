@@ -1,0 +1,48 @@
+"""`xlt report`: merge `xlt eval` reports into one side-by-side results table (JSON + markdown)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from xlt.cli import common
+
+
+def _codes(spec: str | None) -> list[str] | None:
+    if spec is None:
+        return None
+    return [x.strip() for x in spec.split(",") if x.strip()]
+
+
+def report_cli(
+    systems: Annotated[Optional[list[str]], typer.Argument(help="NAME=REPORT.json for each system (the JSON of xlt eval), in table order; NAME=A.json,B.json merges reports that score different languages (one model per language) into one row.", show_default=False)] = None,
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="The system the others are compared with: deltas, and p-values from reports made with `xlt eval --compare` against its model.")] = None,
+    langs: Annotated[Optional[str], typer.Option("--langs", help="Columns: these languages (or P-H pairs), comma-separated, in this order. Default: every language a report scored.")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", help="Source language(s) left out of the non-source average, comma-separated. Default: the baseline's (or first system's) training languages.")] = None,
+    title: Annotated[Optional[str], typer.Option("--title", help="A heading above the markdown table.")] = None,
+    markdown: Annotated[Optional[str], typer.Option("--markdown", help="Write the markdown table here (atomically).")] = None,
+    output: common.Output = None,
+    force: common.Force = False,
+    quiet: common.Quiet = False,
+    verbose: common.Verbose = False,
+) -> None:
+    """Merge eval reports into one table: accuracy per language for each system, the average and
+    non-source average, deltas against --baseline, p-values of paired tests, and the seed, steps
+    and training time from each model's checkpoint (xlt.json) when it is still there.
+
+    Writes the summary JSON to stdout or -o, the markdown table to --markdown, and the table to
+    stderr.
+
+    Example: xlt report base=base.json adv=adv.json rs=rs.json --baseline base -o results.json
+    --markdown results.md
+    """
+    with common.command("report", quiet=quiet, verbose=verbose):
+        from xlt.evaluate.summary import write_summary
+
+        write_summary(systems or [], baseline=baseline, langs=_codes(langs), source=_codes(source), title=title,
+                      output=output, markdown=markdown, force=force)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_cli)

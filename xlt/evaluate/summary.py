@@ -1,0 +1,455 @@
+"""`report`: merge `xlt eval` reports of several systems into one side-by-side results table.
+
+Input: named eval reports (the JSON of `xlt eval`, see `xlt.evaluate.report.build_report`).
+Output: a machine-readable summary (per system: accuracy per language, averages, deltas against
+a baseline system, the paired-bootstrap p-values the eval reports hold, the language-matrix
+summary, and the seed / steps / training time from each model's checkpoint manifest) and a
+markdown table for a RESULTS file.
+
+Averages are recomputed over the languages shown (all languages any report scored, or
+``langs``), the same mean of per-language accuracies that `eval` reports, so every row is
+averaged over the same columns. p-values come from the eval reports as they are: a report made
+with ``xlt eval --model SYSTEM --compare BASELINE`` carries a paired test against the baseline's
+model (recognised by its model digest); they test the report's own language average, over all
+the languages that eval scored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from xlt import __version__, log
+from xlt.errors import InputError, UsageError
+
+#: Per-language cells whose paired test against the baseline has p below this get a `*`.
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class NamedReport:
+    """One system's eval report, or several merged (one per language, e.g. per-language models)."""
+
+    name: str
+    path: str
+    report: dict[str, Any]
+    parts: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+def parse_named(specs: Sequence[str]) -> list[tuple[str, str]]:
+    """`["base=base.json", "adv=adv.json"]` -> [(name, path)]; names unique and non-empty.
+
+    A path may list several reports separated by commas (`fr.json,de.json`): `load_named`
+    merges them into one row."""
+    if not specs:
+        raise UsageError("give at least one NAME=REPORT.json")
+    out: list[tuple[str, str]] = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or not path:
+            raise UsageError(f"expected NAME=REPORT.json, not {spec!r}")
+        if any(name == n for n, _ in out):
+            raise UsageError(f"system name {name!r} is given twice")
+        out.append((name, path))
+    return out
+
+
+def load_report(name: str, path: str) -> NamedReport:
+    """Read one `xlt eval` JSON report (exit 2 with the file named when it is not one)."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            report = json.load(fh)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not isinstance(report, dict) or not isinstance(report.get("languages"), dict):
+        raise InputError(f'{path}: not an xlt eval report (no "languages" object)')
+    for lang, entry in report["languages"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("accuracy"), (int, float)):
+            raise InputError(f'{path}: language "{lang}" has no numeric "accuracy"')
+    return NamedReport(name, path, report, parts=((path, report),))
+
+
+def merge_reports(name: str, parts: Sequence[NamedReport]) -> NamedReport:
+    """One row from several eval reports that score different languages (per-language models):
+    their languages and per-language paired tests side by side. A language scored twice is an
+    error; averages and their tests belong to one report, so a merged row has only per-language
+    tests; the matrix is kept only from a single report."""
+    if len(parts) == 1:
+        return NamedReport(name, parts[0].path, parts[0].report, parts=parts[0].parts)
+    languages: dict[str, Any] = {}
+    compare: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    for p in parts:
+        for lang, entry in p.report["languages"].items():
+            if lang in languages:
+                raise InputError(f"{name}: {owner[lang]} and {p.path} both score language {lang!r}; "
+                                 "a merged row takes each language from one report")
+            languages[lang] = entry
+            owner[lang] = p.path
+        compare.update((p.report.get("compare") or {}).get("languages") or {})
+    merged: dict[str, Any] = {
+        "languages": languages,
+        "source_languages": list(dict.fromkeys(x for p in parts for x in (p.report.get("source_languages") or []))),
+        "merged_from": [p.path for p in parts],
+    }
+    if compare:
+        merged["compare"] = {"languages": compare}
+    return NamedReport(name, ",".join(p.path for p in parts), merged, parts=tuple(x for p in parts for x in p.parts))
+
+
+def load_named(specs: Sequence[str]) -> list[NamedReport]:
+    """Read every NAME=REPORT[,REPORT...] (see `parse_named`)."""
+    out: list[NamedReport] = []
+    for name, paths in parse_named(specs):
+        files = [x for x in paths.split(",") if x]
+        if not files:
+            raise UsageError(f"{name}: no report file given")
+        out.append(merge_reports(name, [load_report(name, f) for f in files]))
+    return out
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 5)
+
+
+def matrix_summary(matrix: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Mean accuracy of the same-language cells (diagonal) and of the cross-language cells of an
+    eval report's premise x hypothesis matrix (the generalized cross-lingual setting)."""
+    if not matrix or not matrix.get("accuracy"):
+        return None
+    same: list[float] = []
+    cross: list[float] = []
+    prem, hyp = matrix["premise_langs"], matrix["hypothesis_langs"]
+    for i, row in enumerate(matrix["accuracy"]):
+        for j, v in enumerate(row):
+            if v is not None:
+                (same if prem[i] == hyp[j] else cross).append(v)
+    return {"same_language": _round(_mean(same)), "cross_language": _round(_mean(cross)),
+            "all": _round(_mean(same + cross)), "cells": len(same) + len(cross)}
+
+
+def find_checkpoint(model: str | None, report_path: str) -> str | None:
+    """The model dir an eval report names: as given (relative to the working directory), else
+    relative to the report's directory or one of its parents (where eval may have run). The
+    caller checks the digest, so a same-named other model is never taken for it."""
+    if not model:
+        return None
+    candidates = [model]
+    if not os.path.isabs(model):
+        d = os.path.dirname(os.path.abspath(report_path))
+        while True:
+            candidates.append(os.path.join(d, model))
+            parent = os.path.dirname(d)
+            if parent == d:
+                break
+            d = parent
+    for c in candidates:
+        if os.path.isdir(c):
+            return c
+    return None
+
+
+def training_info(report: NamedReport) -> dict[str, Any] | None:
+    """Seed, steps, examples and training seconds from the checkpoints' `xlt.json` (summed over
+    the models of a merged row; the seed when they share one)."""
+    infos = [_one_training_info(report.name, path, rep) for path, rep in report.parts]
+    if not infos or any(i is None for i in infos):
+        return None
+    if len(infos) == 1:
+        return infos[0]
+    seeds = {i.get("seed") for i in infos}
+
+    def total(key: str) -> Any:
+        values = [i.get(key) for i in infos]
+        return None if any(v is None for v in values) else round(sum(values), 2)
+
+    return {"checkpoints": [i["checkpoint"] for i in infos], "seed": seeds.pop() if len(seeds) == 1 else None,
+            "steps": total("steps"), "examples_seen": total("examples_seen"), "train_seconds": total("train_seconds"),
+            "models": infos}
+
+
+def _one_training_info(name: str, report_path: str, report: dict[str, Any]) -> dict[str, Any] | None:
+    """Training information of the checkpoint one eval report names, when it is still there and
+    has the digest the report recorded."""
+    from xlt.train.checkpoint import model_digest, read_manifest
+
+    sig = report.get("signature") or {}
+    path = find_checkpoint(sig.get("model"), report_path)
+    if path is None:
+        log.debug(f"{name}: model {sig.get('model')!r} not found; no training information")
+        return None
+    try:
+        manifest = read_manifest(path)
+    except (OSError, ValueError) as exc:
+        log.warn(f"{name}: cannot read {path}/xlt.json: {exc}")
+        return None
+    if not manifest:
+        return None
+    expected = sig.get("model_digest")
+    if expected:
+        try:
+            actual = model_digest(path)
+        except (OSError, UsageError):
+            actual = None
+        if actual != expected:
+            log.warn(f"{name}: {path} changed since {report_path} was made (digest {actual} != {expected}); "
+                     "its training information is left out")
+            return None
+    training = manifest.get("training") or {}
+    info: dict[str, Any] = {
+        "checkpoint": path, "kind": manifest.get("kind"), "seed": manifest.get("seed"),
+        "base_model": manifest.get("base_model") or manifest.get("student") or manifest.get("student_arch"),
+        "train_langs": manifest.get("train_langs"), "steps": training.get("steps"),
+        "epochs": training.get("epochs"), "examples_seen": training.get("examples_seen"),
+        "train_seconds": training.get("train_seconds"),
+    }
+    if manifest.get("objective"):
+        info["objective"] = manifest["objective"]
+    if manifest.get("robust"):
+        info["robust"] = manifest["robust"]
+    return info
+
+
+def _same_data(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    da = (a.get("signature") or {}).get("data")
+    db = (b.get("signature") or {}).get("data")
+    if not da or not db:
+        return None
+    return sorted(da.values()) == sorted(db.values())
+
+
+def summarize(
+    reports: Sequence[NamedReport],
+    *,
+    baseline: str | None = None,
+    langs: Sequence[str] | None = None,
+    source: Sequence[str] | None = None,
+    with_training: bool = True,
+) -> dict[str, Any]:
+    """The side-by-side summary of `reports` (see the module docstring)."""
+    if not reports:
+        raise UsageError("give at least one NAME=REPORT.json")
+    names = [r.name for r in reports]
+    if baseline is not None and baseline not in names:
+        raise UsageError(f"--baseline {baseline!r} is not one of the systems ({', '.join(names)})")
+    seen: list[str] = []
+    for r in reports:
+        for lang in r.report["languages"]:
+            if lang not in seen:
+                seen.append(lang)
+    if langs:
+        missing = [x for x in langs if x not in seen]
+        if missing:
+            raise UsageError(f"--langs: no report scored {', '.join(missing)} (they have {', '.join(seen)})")
+        columns = list(dict.fromkeys(langs))
+    else:
+        columns = seen
+    base = next((r for r in reports if r.name == baseline), None)
+    if source is None:
+        source = list((base or reports[0]).report.get("source_languages") or [])
+    non_source = [x for x in columns if x not in set(source)]
+    base_digest = ((base.report.get("signature") or {}).get("model_digest")) if base else None
+
+    systems: list[dict[str, Any]] = []
+    for r in reports:
+        rep = r.report
+        sig = rep.get("signature") or {}
+        per: dict[str, Any] = {}
+        for lang in columns:
+            e = rep["languages"].get(lang)
+            per[lang] = None if e is None else {"accuracy": e["accuracy"], "macro_f1": e.get("macro_f1"), "n": e.get("n")}
+        accs = {k: v["accuracy"] for k, v in per.items() if v is not None}
+        complete = len(accs) == len(columns)
+        system: dict[str, Any] = {
+            "name": r.name, "report": r.path, "model": sig.get("model"), "model_digest": sig.get("model_digest"),
+            "languages": per,
+            # An average over fewer columns than the others' would not compare: None when a column is missing.
+            "average": _round(_mean(list(accs.values()))) if complete else None,
+            "average_non_source": _round(_mean([accs[k] for k in non_source])) if complete and non_source else None,
+            "matrix": matrix_summary(rep.get("matrix")),
+        }
+        comp = rep.get("compare")
+        vs_baseline = bool(comp) and base_digest is not None and sig.get("compare_model_digest") == base_digest \
+            and r is not base
+        if comp:
+            system["compare"] = {"model": sig.get("compare_model"), "model_digest": sig.get("compare_model_digest"),
+                                 "is_baseline": vs_baseline, "samples": comp.get("samples"),
+                                 "average": comp.get("average"), "average_non_source": comp.get("average_non_source")}
+        systems.append(system)
+        if with_training:
+            system["training"] = training_info(r)
+
+    if base is not None:
+        b = next(s for s in systems if s["name"] == base.name)
+        for s, r in zip(systems, reports):
+            if s is b:
+                continue
+            comp = (r.report.get("compare") or {}) if s.get("compare", {}).get("is_baseline") else {}
+            for lang, cell in s["languages"].items():
+                bcell = b["languages"].get(lang)
+                if cell is None:
+                    continue
+                cell["delta"] = _round(cell["accuracy"] - bcell["accuracy"]) if bcell else None
+                test = (comp.get("languages") or {}).get(lang)
+                if test:
+                    cell["p_value"] = test.get("p_value")
+            for key in ("average", "average_non_source"):
+                s[f"delta_{key}"] = _round(s[key] - b[key]) if s[key] is not None and b[key] is not None else None
+                s[f"p_value_{key}"] = (comp.get(key) or {}).get("p_value") if comp else None
+            same = _same_data(r.report, base.report)
+            s["same_data_as_baseline"] = same
+            if same is False:
+                log.warn(f"{r.name} and the baseline {base.name} were scored on different data "
+                         f"({r.path} vs {base.path}): their deltas compare different records")
+
+    return {
+        "xlt": __version__, "baseline": baseline, "languages": columns, "source_languages": list(source),
+        "non_source_languages": non_source, "alpha": ALPHA, "systems": systems,
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _signed(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:+.1f}"
+
+
+def _p(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.2f}h"
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(summary: dict[str, Any], *, title: str | None = None) -> str:
+    """A GitHub-markdown table (accuracy %, one row per system) with a legend."""
+    has_base = summary["baseline"] is not None
+    has_non_source = bool(summary["non_source_languages"]) and bool(summary["source_languages"])
+    has_matrix = any(s.get("matrix") for s in summary["systems"])
+    has_p = any(s.get("p_value_average") is not None for s in summary["systems"])
+    has_training = any(s.get("training") for s in summary["systems"])
+    head = ["system", *summary["languages"], "avg"]
+    if has_non_source:
+        head.append("avg non-src")
+    if has_base:
+        head.append("Δ avg")
+        if has_non_source:
+            head.append("Δ non-src")
+    if has_p:
+        head.append("p")
+    if has_matrix:
+        head += ["same-lang", "cross-lang"]
+    if has_training:
+        head += ["seed", "steps", "train time"]
+    lines: list[str] = []
+    if title:
+        lines += [f"### {_cell(title)}", ""]
+    lines.append("| " + " | ".join(_cell(h) for h in head) + " |")
+    lines.append("|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|")
+    for s in summary["systems"]:
+        row = [s["name"] + (" (baseline)" if s["name"] == summary["baseline"] else "")]
+        for lang in summary["languages"]:
+            cell = s["languages"].get(lang)
+            if cell is None:
+                row.append("–")
+                continue
+            mark = "*" if cell.get("p_value") is not None and cell["p_value"] < summary["alpha"] else ""
+            row.append(_pct(cell["accuracy"]) + mark)
+        row.append(_pct(s["average"]))
+        if has_non_source:
+            row.append(_pct(s["average_non_source"]))
+        if has_base:
+            is_base = s["name"] == summary["baseline"]
+            row.append("" if is_base else _signed(s.get("delta_average")))
+            if has_non_source:
+                row.append("" if is_base else _signed(s.get("delta_average_non_source")))
+        if has_p:
+            row.append(_p(s.get("p_value_average")) if s["name"] != summary["baseline"] else "")
+        if has_matrix:
+            m = s.get("matrix") or {}
+            row += [_pct(m.get("same_language")), _pct(m.get("cross_language"))]
+        if has_training:
+            t = s.get("training") or {}
+            row += ["–" if t.get("seed") is None else str(t["seed"]),
+                    "–" if t.get("steps") is None else str(t["steps"]), _duration(t.get("train_seconds"))]
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    legend = ["", "Accuracy (%) per language; avg: mean over the languages shown."]
+    if has_non_source:
+        legend.append(f"avg non-src: mean over the languages shown other than {', '.join(summary['source_languages'])}.")
+    if has_base:
+        legend.append(f"Δ: difference to the baseline {summary['baseline']} in accuracy points.")
+    if has_p:
+        legend.append("p: paired bootstrap test against the baseline of the language average over every language "
+                      f"that eval scored (xlt eval --compare); * marks a language where p < {summary['alpha']}.")
+    if has_matrix:
+        legend.append("same-lang / cross-lang: mean accuracy of the premise x hypothesis matrix cells with the same / "
+                      "different languages (xlt eval --matrix).")
+    if has_training:
+        legend.append("seed, steps, train time: from each checkpoint's xlt.json.")
+    lines += legend
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(
+    specs: Sequence[str],
+    *,
+    baseline: str | None = None,
+    langs: Sequence[str] | None = None,
+    source: Sequence[str] | None = None,
+    title: str | None = None,
+    output: str | None = None,
+    markdown: str | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """The whole `report` stage: read the named reports, write JSON (stdout or `output`) and the
+    markdown table (`markdown`, atomically)."""
+    from xlt.io import check_output, open_output
+
+    for path in (output, markdown):
+        check_output(path, force=force)
+    if output and markdown and output == markdown:
+        raise UsageError("-o and --markdown name the same file")
+    reports = load_named(specs)
+    summary = summarize(reports, baseline=baseline, langs=langs, source=source)
+    if title:
+        summary["title"] = title
+    md = to_markdown(summary, title=title)
+    if markdown:
+        with open_output(markdown, force=force) as fh:
+            fh.write(md)
+    with open_output(output, force=force) as out:
+        out.write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    if not log.state.quiet:
+        log.console().print(md, markup=False, highlight=False, soft_wrap=True)
+    return summary
