@@ -38,7 +38,18 @@ DEMO   ?= demo-out
 MODEL  ?= me5-small
 LANGS  := en fr de ru
 NLI    := $(foreach l,$(LANGS),samples/nli/$(l).jsonl)
-TRAIN_OPTS := --model $(MODEL) --freeze-embeddings --epochs 4 --batch-size 8 --lr 1e-4 --seed 13 --quiet
+# DEMO_SCALE=ci: the same pipeline with a few optimizer steps per training (CI runs it: tests/test_demo.py)
+DEMO_SCALE ?= full
+ifeq ($(DEMO_SCALE),ci)
+  LENGTH_OPTS := --max-steps 2
+  DISTILL_LENGTH := --max-steps 2
+  BOOTSTRAP := 50
+else
+  LENGTH_OPTS := --epochs 4
+  DISTILL_LENGTH := --epochs 2
+  BOOTSTRAP := 200
+endif
+TRAIN_OPTS := --model $(MODEL) --freeze-embeddings $(LENGTH_OPTS) --batch-size 8 --lr 1e-4 --seed 13 --quiet
 
 demo: $(DEMO)/report.en.json $(DEMO)/report.student.json $(DEMO)/report.robust.json
 	@echo "demo results in $(DEMO)/:"
@@ -64,7 +75,7 @@ $(DEMO)/soft.jsonl: $(DEMO)/src.jsonl $(DEMO)/en.ckpt/xlt.json
 
 $(DEMO)/student.ckpt/xlt.json: $(DEMO)/soft.jsonl
 	$(XLT) distill $(DEMO)/soft.jsonl --student $(MODEL) --freeze-embeddings --objective kd --temperature 2 \
-	    --epochs 2 --batch-size 8 --lr 1e-4 --seed 13 --quiet --out $(DEMO)/student.ckpt --force
+	    $(DISTILL_LENGTH) --batch-size 8 --lr 1e-4 --seed 13 --quiet --out $(DEMO)/student.ckpt --force
 
 $(DEMO)/en.swap.jsonl: samples/nli/en.jsonl | $(STAMP)
 	@mkdir -p $(DEMO)
@@ -74,7 +85,7 @@ $(DEMO)/robust.ckpt/xlt.json: $(DEMO)/en.swap.jsonl
 	$(XLT) teach $(DEMO)/en.swap.jsonl $(TRAIN_OPTS) --robust rs --epsilon 0.01 --out $(DEMO)/robust.ckpt --force
 
 $(DEMO)/report.en.json: $(DEMO)/all.jsonl $(DEMO)/en.ckpt/xlt.json
-	$(XLT) eval --model $(DEMO)/en.ckpt $(DEMO)/all.jsonl --matrix --plot $(DEMO)/matrix.en.png --bootstrap 200 -o $@ --force
+	$(XLT) eval --model $(DEMO)/en.ckpt $(DEMO)/all.jsonl --matrix --plot $(DEMO)/matrix.en.png --bootstrap $(BOOTSTRAP) -o $@ --force
 
 $(DEMO)/report.student.json: $(DEMO)/all.jsonl $(DEMO)/student.ckpt/xlt.json
 	$(XLT) eval --model $(DEMO)/student.ckpt $(DEMO)/all.jsonl --matrix -o $@ --force
