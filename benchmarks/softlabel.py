@@ -144,17 +144,7 @@ def peak_rss_kib(cmd: list[str], *, stdin: Path) -> int:
         return int(usage.ru_maxrss)
 
 
-def machine() -> str:
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.node()} {platform.machine()}, {cpu}, {cores} usable cores, Python {platform.python_version()}"
+from _machine import machine  # noqa: E402  (benchmarks run as scripts: their folder is on sys.path)
 
 
 def versions() -> str:

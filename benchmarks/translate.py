@@ -201,15 +201,9 @@ def machine() -> list[str]:
 
     import xlt
 
-    model = "?"
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from _machine import cpu_model, usable_cores
+
+    model, usable = cpu_model(), usable_cores()
     return [
         f"machine: {model}; {os.cpu_count()} CPUs ({usable} usable); load average {os.getloadavg()[0]:.2f}; {platform.platform()}",
         f"versions: python {platform.python_version()}, xlt {xlt.__version__}, ctranslate2 {ctranslate2.__version__}, "

@@ -18,7 +18,7 @@ from xlt.envinfo import versions
 from xlt.errors import InputError, UsageError
 from xlt.io import SkipReport
 from xlt.records import record_lang
-from xlt.train.data import Corpus, LabelSet, read_labelled, tokenize
+from xlt.train.data import Corpus, LabelSet, read_labelled
 from xlt.train.engine import TrainConfig, TrainResult, seed_everything, train
 from xlt.train.teach import _Embeddable, load_base_classifier, load_dev
 
@@ -138,6 +138,7 @@ def distill(
 
     from xlt.distill.losses import CombinedObjective, DistillBatch
     from xlt.distill.report import PseudoLabelReport
+    from xlt.train.tokcache import cached_tokenize
 
     if (student is None) == (student_arch is None):
         raise UsageError(f"choose the student: {STUDENT_SOURCES}")
@@ -196,7 +197,8 @@ def distill(
         resolved = None
     else:
         net, tokenizer, resolved = load_base_classifier(student, labels, option="--student")
-    encoded = tokenize(tokenizer, [ex.texts for ex in corpus.examples], max_length=max_length)
+    encoded = cached_tokenize(tokenizer, [ex.texts for ex in corpus.examples], max_length=max_length,
+                              fields=corpus.fields, what="distillation records")
     gold_t = torch.tensor(gold, dtype=torch.long)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 

@@ -15,7 +15,7 @@ from typing import Any
 from xlt import __version__, log
 from xlt.envinfo import versions
 from xlt.io import SkipReport
-from xlt.train.data import Corpus, LabelSet, read_labelled, tokenize
+from xlt.train.data import Corpus, LabelSet, read_labelled
 from xlt.train.engine import TrainConfig, TrainResult, seed_everything, train
 
 
@@ -51,8 +51,11 @@ class DevSet:
 
 def load_dev(dev_files: Sequence[str], *, tokenizer: Any, fields: tuple[str, ...], labels: LabelSet,
              max_length: int, on_error: str, skipped: SkipReport) -> DevSet:
+    from xlt.train.tokcache import cached_tokenize
+
     corpus = read_labelled(dev_files, fields=fields, labels=labels, on_error=on_error, skipped=skipped)
-    return DevSet(corpus, tokenize(tokenizer, [e.texts for e in corpus.examples], max_length=max_length))
+    return DevSet(corpus, cached_tokenize(tokenizer, [e.texts for e in corpus.examples], max_length=max_length,
+                                          fields=fields, what="dev records"))
 
 
 def load_base_classifier(model_name: str, labels: LabelSet, *, option: str = "--model") -> tuple[Any, Any, str]:
@@ -100,13 +103,16 @@ def teach(
     """Fine-tune `model` on `train_files` and write the checkpoint directory `out`."""
     import torch
 
+    from xlt.train.tokcache import cached_tokenize
+
     skipped = skipped if skipped is not None else SkipReport()
     corpus = read_labelled(train_files, fields=fields, labels=labels, on_error=on_error, skipped=skipped)
     log.info(f"{len(corpus.examples)} training records, languages "
              + ", ".join(f"{k} {v}" for k, v in corpus.langs.items()) + f"; labels {', '.join(corpus.labels.names)}")
     seed_everything(cfg.seed)
     net, tokenizer, resolved = load_base_classifier(model, corpus.labels)
-    encoded = tokenize(tokenizer, [e.texts for e in corpus.examples], max_length=max_length)
+    encoded = cached_tokenize(tokenizer, [e.texts for e in corpus.examples], max_length=max_length,
+                              fields=corpus.fields, what="training records")
     gold = torch.tensor([e.label for e in corpus.examples], dtype=torch.long)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
