@@ -24,8 +24,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -177,31 +175,18 @@ def convert_encoder(path: str, target: str, *, digest: str, compute_type: str) -
 
     quiet_transformers()
     converter_class = _converter_class()
-    target = os.path.abspath(target)
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-    try:
+    from xlt.mt.model import publish_dir
+
+    def fill(tmp: str) -> dict[str, Any]:
         try:
             converter_class(path).convert(tmp, quantization=compute_type, force=True)
         except (ValueError, AssertionError, NotImplementedError, KeyError) as exc:
             raise UsageError(f"{path}: CTranslate2 cannot convert this encoder: {exc}") from None
-        meta = {"source": os.path.abspath(path), "model_digest": digest, "compute_type": compute_type,
+        return {"source": os.path.abspath(path), "model_digest": digest, "compute_type": compute_type,
                 "model_type": _read_config(path).get("model_type"),
                 "versions": {"ctranslate2": ctranslate2.__version__, "transformers": transformers.__version__}}
-        with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2)
-            fh.write("\n")
-        os.chmod(tmp, 0o755)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not os.path.isfile(os.path.join(target, META_FILE)):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another job converted it meanwhile
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    publish_dir(os.path.abspath(target), META_FILE, fill)
 
 
 def _converter_class() -> Any:

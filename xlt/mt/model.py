@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from xlt import log
@@ -124,21 +125,29 @@ def convert(src: ModelSource, target: str, *, quantization: str) -> None:
 
     quiet_transformers()
     target = os.path.abspath(target)
+    publish_dir(target, META_FILE, lambda tmp: _convert_into(src, tmp, quantization=quantization))
+
+
+def publish_dir(target: str, meta_file: str, fill: Callable[[str], dict[str, Any]]) -> None:
+    """Build a cache directory atomically: `fill(tmp)` writes into a temporary dir beside `target`
+    and returns its metadata (written as `meta_file`, the mark of a complete dir), then the dir is
+    renamed onto `target`. A job that loses the race to another building the same dir keeps the
+    winner's."""
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
     try:
-        meta = _convert_into(src, tmp, quantization=quantization)
-        with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as fh:
+        meta = fill(tmp)
+        with open(os.path.join(tmp, meta_file), "w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=2, ensure_ascii=False)
             fh.write("\n")
         os.chmod(tmp, 0o755)
         try:
             os.rename(tmp, target)
         except OSError:
-            if not os.path.isfile(os.path.join(target, META_FILE)):
+            if not os.path.isfile(os.path.join(target, meta_file)):
                 raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another job converted it meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)  # another job built it meanwhile
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
