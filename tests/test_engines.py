@@ -111,11 +111,42 @@ def test_ct2_matches_torch_on_every_head(family, families, cache):
     assert (a.logits.argmax(1) == b.logits.argmax(1)).all()
     single = [(p,) for p, _ in PAIRS]
     np.testing.assert_allclose(f32.predict(single).logits, torch_clf.predict(single).logits, rtol=1e-4, atol=1e-3)
-    i8 = Classifier(path, engine="ct2", batch_size=4, device="cpu", threads=1)
+    i8 = Classifier(path, engine="ct2", batch_size=4, device="cpu", threads=1, rescore_margin=0)
     assert i8.compute_type == "int8" and i8.engine_name == "ct2:int8"
     c = i8.predict(PAIRS)  # int8 weights on a random model: loose
     assert np.abs(softmax(c.logits) - softmax(a.logits)).max() < 0.2
     assert (c.logits.argmax(1) == a.logits.argmax(1)).mean() >= 0.8
+
+
+def test_int8_near_ties_are_rescored_in_float32(families, cache):
+    """Records whose int8 top-2 margin is below --rescore-margin take the float32 encoder's outputs;
+    the others keep int8's, untouched."""
+    from xlt.engines import top2_margin
+    from xlt.infer import Classifier
+
+    path = families["xlm-roberta"]
+    run = dict(engine="ct2", batch_size=4, device="cpu", threads=1)
+    f32 = Classifier(path, compute_type="float32", **run).predict(PAIRS, hidden=True)
+    plain = Classifier(path, rescore_margin=0, **run).predict(PAIRS, hidden=True)
+    assert np.abs(plain.logits - f32.logits).max() > 1e-3  # int8 differs from float32 here
+    margins = top2_margin(plain.logits)
+    cut = float(np.median(margins))
+    clf = Classifier(path, rescore_margin=cut, **run)
+    assert clf.engine_name == f"ct2:int8+float32<{cut:g}"
+    mixed = clf.predict(PAIRS, hidden=True)
+    low = margins < cut
+    assert 0 < low.sum() < len(PAIRS)
+    np.testing.assert_allclose(mixed.logits[low], f32.logits[low], atol=1e-5)
+    np.testing.assert_allclose(mixed.hidden[low], f32.hidden[low], atol=1e-5)
+    np.testing.assert_array_equal(mixed.logits[~low], plain.logits[~low])
+    np.testing.assert_array_equal(mixed.hidden[~low], plain.hidden[~low])
+    assert (clf.runner.scored, clf.runner.rescored) == (len(PAIRS), int(low.sum()))
+    assert f"{int(low.sum())} of {len(PAIRS)} records" in clf.engine_note()
+    # margin 1: every record in float32; float32 itself has nothing to re-score
+    every = Classifier(path, rescore_margin=1.0, **run)
+    np.testing.assert_allclose(every.predict(PAIRS).logits, f32.logits, atol=1e-5)
+    exact = Classifier(path, compute_type="float32", rescore_margin=0.5, **run)
+    assert exact.engine_name == "ct2:float32" and exact.engine_note() is None
 
 
 def test_pairs_use_token_type_ids(families, cache):
@@ -203,7 +234,7 @@ def test_soft_label_ct2_equals_torch_and_conversion_is_cached(families, tmp_path
         np.testing.assert_allclose(a["teacher"]["hidden"], b["teacher"]["hidden"], atol=1e-4)
     # auto picks ct2 (int8 on CPU) for a BERT teacher: a second conversion, probabilities close
     ra = run_xlt(*base[:-1], "--engine", "auto", data, env=env)
-    assert ra.returncode == 0 and "(ct2:int8)" in ra.stderr.decode()
+    assert ra.returncode == 0 and "(ct2:int8+float32<0.03)" in ra.stderr.decode()
     assert len(os.listdir(tmp_path / "home" / "encoders")) == 2
     for a, b in zip(records(ra.stdout), ref):
         np.testing.assert_allclose(a["teacher"]["probs"], b["teacher"]["probs"], atol=0.2)
@@ -218,7 +249,7 @@ def test_eval_signature_names_the_engine(families, tmp_path):
         assert r.returncode == 0, r.stderr.decode()
         reports[engine] = json.loads(r.stdout)
     assert reports["torch"]["signature"]["engine"] == "torch"
-    assert reports["auto"]["signature"]["engine"] == "ct2:int8"
+    assert reports["auto"]["signature"]["engine"] == "ct2:int8+float32<0.03"
     assert reports["auto"]["overall"]["n"] == reports["torch"]["overall"]["n"] == len(PAIRS)
     assert abs(reports["auto"]["overall"]["accuracy"] - reports["torch"]["overall"]["accuracy"]) <= 2 / len(PAIRS)
 
@@ -239,3 +270,7 @@ def test_usage_errors(families, tmp_path):
     assert r.returncode == 2 and "--compute-type must be one of" in r.stderr.decode()
     r = run_xlt("soft-label", "--teacher", families["bert"], "--engine", "onnx", data)
     assert r.returncode == 2 and "--engine must be one of" in r.stderr.decode()
+    r = run_xlt("eval", "--model", families["bert"], "--engine", "torch", "--rescore-margin", "0.1", data)
+    assert r.returncode == 2 and "--rescore-margin" in r.stderr.decode()
+    r = run_xlt("soft-label", "--teacher", families["bert"], "--rescore-margin", "1.5", data)
+    assert r.returncode == 2 and "--rescore-margin" in r.stderr.decode()

@@ -110,8 +110,8 @@ class Classifier:
 
     def __init__(self, path: str, *, device: str = "auto", batch_size: int = 64,
                  max_length: int | None = None, option: str = "--model", engine: str = "torch",
-                 compute_type: str | None = None, threads: int = 0) -> None:
-        from xlt.engines import choose_engine
+                 compute_type: str | None = None, threads: int = 0, rescore_margin: float | None = None) -> None:
+        from xlt.engines import check_rescore_margin, choose_engine
 
         self.path = path
         self.batch_size = batch_size
@@ -120,6 +120,9 @@ class Classifier:
         self.engine = choose_engine(engine, resolved, option=option, name=path)
         if compute_type and engine == "torch":
             raise UsageError("--compute-type sets CTranslate2's compute type: use it with --engine ct2 or auto")
+        if rescore_margin is not None and engine == "torch":
+            raise UsageError("--rescore-margin re-scores CTranslate2's int8 near-ties: use it with --engine ct2 or auto")
+        check_rescore_margin(rescore_margin)
         if threads < 0:
             raise UsageError(f"--threads must be >= 0 (0: all cores), not {threads}")
         self.model: Any = None
@@ -130,7 +133,7 @@ class Classifier:
             from xlt.engines import CT2Encoder
 
             self.runner = CT2Encoder(resolved, digest=self._digest_of(resolved), device=device,
-                                     compute_type=compute_type, threads=threads)
+                                     compute_type=compute_type, threads=threads, rescore_margin=rescore_margin)
             self.device = self.runner.device
             self.compute_type = self.runner.compute_type
         else:
@@ -165,8 +168,13 @@ class Classifier:
 
     @property
     def engine_name(self) -> str:
-        """The engine for signatures: `torch`, or `ct2:<compute type>`."""
-        return f"ct2:{self.compute_type}" if self.engine == "ct2" else "torch"
+        """The engine for signatures: `torch`, `ct2:<compute type>`, or with int8 near-ties re-scored
+        `ct2:int8+float32<0.03`."""
+        return self.runner.name if self.runner is not None else "torch"
+
+    def engine_note(self) -> str | None:
+        """What the engine did worth a log line (how many near-ties ct2 re-scored), or None."""
+        return self.runner.note() if self.runner is not None else None
 
     @property
     def source_langs(self) -> list[str]:

@@ -22,9 +22,10 @@ def eval_cli(
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Truncation (default: the checkpoint's).")] = None,
     seed: common.Seed = 0,
     device: common.Device = "auto",
-    engine: Annotated[str, typer.Option("--engine", help="torch, ct2 (CTranslate2 encoder + the checkpoint's own head: BERT, XLM-R, RoBERTa, DistilBERT) or auto (ct2 when the model can run there, else torch).")] = "auto",
-    compute_type: Annotated[Optional[str], typer.Option("--compute-type", help="CTranslate2 compute type (int8, int8_float32, int8_float16, float16, bfloat16, float32). Default: int8 on CPU, float16 on GPU.")] = None,
-    threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads (CTranslate2 intra-op threads, or torch's); 0: every core this process may use for ct2, torch's default for torch.")] = 0,
+    engine: common.Engine = "auto",
+    compute_type: common.EngineComputeType = None,
+    rescore_margin: common.RescoreMargin = None,
+    threads: common.EngineThreads = 0,
     output: common.Output = None,
     force: common.Force = False,
     on_error: common.OnError = "fail",
@@ -39,7 +40,8 @@ def eval_cli(
     Translate-test is composition: xlt translate --tgt en ... | xlt eval --model en.ckpt
 
     With --engine auto (default) BERT/XLM-R/RoBERTa/DistilBERT checkpoints run on CTranslate2
-    (int8 on CPU; the signature says `ct2:int8`), converted once into the xlt cache.
+    (int8 on CPU, near-ties re-scored in float32; the signature says `ct2:int8+float32<0.03`),
+    converted once into the xlt cache.
 
     Example: xlt pair --all dev.*.jsonl | xlt eval --model en.ckpt --matrix --plot matrix.png
     """
@@ -49,7 +51,7 @@ def eval_cli(
         evaluate_files(files, model=model, compare=compare, matrix=matrix, plot=plot, bootstrap=bootstrap,
                        predictions=predictions, fields=fields, batch_size=batch_size, max_length=max_length,
                        seed=seed, device=device, engine=engine, compute_type=compute_type, threads=threads,
-                       output=output, force=force, on_error=on_error)
+                       rescore_margin=rescore_margin, output=output, force=force, on_error=on_error)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,9 +20,10 @@ def soft_label_cli(
     max_length: Annotated[int | None, typer.Option("--max-length", help="Truncation (default: the teacher's).")] = None,
     shard: common.Shard = None,
     device: common.Device = "auto",
-    engine: Annotated[str, typer.Option("--engine", help="torch, ct2 (CTranslate2 encoder + the checkpoint's own head: BERT, XLM-R, RoBERTa, DistilBERT) or auto (ct2 when the model can run there, else torch).")] = "auto",
-    compute_type: Annotated[Optional[str], typer.Option("--compute-type", help="CTranslate2 compute type (int8, int8_float32, int8_float16, float16, bfloat16, float32). Default: int8 on CPU, float16 on GPU.")] = None,
-    threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads (CTranslate2 intra-op threads, or torch's); 0: every core this process may use for ct2, torch's default for torch.")] = 0,
+    engine: common.Engine = "auto",
+    compute_type: common.EngineComputeType = None,
+    rescore_margin: common.RescoreMargin = None,
+    threads: common.EngineThreads = 0,
     output: common.Output = None,
     force: common.Force = False,
     on_error: common.OnError = "fail",
@@ -34,7 +35,8 @@ def soft_label_cli(
 
     The teacher reads each record's `src` view when present (its language), else the record.
     With --engine auto (default) BERT/XLM-R/RoBERTa/DistilBERT teachers run on CTranslate2 (int8 on
-    CPU), converted once into the xlt cache; other models run in torch.
+    CPU; near-ties re-scored in float32, --rescore-margin), converted once into the xlt cache;
+    other models run in torch.
 
     Example: xlt pair --src en dev.*.jsonl | xlt soft-label --teacher en.ckpt | xlt distill --student me5-small --out st.ckpt -
     """
@@ -48,7 +50,7 @@ def soft_label_cli(
         check_output(output, force=force)
         shard_spec = parse_shard(shard)
         clf = Classifier(teacher, device=device, batch_size=batch_size, max_length=max_length, option="--teacher",
-                         engine=engine, compute_type=compute_type, threads=threads)
+                         engine=engine, compute_type=compute_type, threads=threads, rescore_margin=rescore_margin)
         skipped = SkipReport()
         located = take_shard(iter_located(files, on_error=on_error, skipped=skipped), shard_spec)
         records = soft_label(log.track(located, description="soft-label"), clf, which=view,
@@ -57,6 +59,9 @@ def soft_label_cli(
             n_out = write_records(records, out)
         common.report_skipped(skipped)
         log.info(f"labelled {n_out} record(s) with {teacher} ({clf.engine_name})")
+        note = clf.engine_note()
+        if note:
+            log.info(note)
 
 
 def register(app: typer.Typer) -> None:

@@ -311,12 +311,13 @@ def evaluate_files(
     engine: str = "torch",
     compute_type: str | None = None,
     threads: int = 0,
+    rescore_margin: float | None = None,
     output: str | None = None,
     force: bool = False,
     on_error: str = "fail",
 ) -> dict[str, Any]:
     """The whole `eval` stage: load model(s), score the records, write report/predictions/plot.
-    `engine`, `compute_type` and `threads` choose how the models run (xlt.engines)."""
+    `engine`, `compute_type`, `threads` and `rescore_margin` choose how the models run (xlt.engines)."""
     import contextlib
     import json
 
@@ -334,6 +335,8 @@ def evaluate_files(
         check_output(plot, force=force, what="plot")
     run = {"device": device, "batch_size": batch_size, "max_length": max_length, "engine": engine,
            "compute_type": compute_type, "threads": threads}
+    if rescore_margin is not None:
+        run["rescore_margin"] = rescore_margin
     classifiers = [load_classifier(model, **run)]
     if compare:
         classifiers.append(load_classifier(compare, option="--compare", **run))
@@ -349,6 +352,10 @@ def evaluate_files(
     with contextlib.ExitStack() as stack:
         pred_out = stack.enter_context(open_output(predictions, force=force)) if predictions else None
         scored, chosen = score_records(located(), classifiers, fields=parse_fields(fields), predictions=pred_out)
+    for clf in classifiers:
+        note = clf.engine_note() if hasattr(clf, "engine_note") else None
+        if note:
+            log.info(f"{clf.path}: {note}")
     if not scored.langs:
         raise InputError(f"{', '.join(files or ['<stdin>'])}: no records")
     sig = signature(classifiers, data=digests.digests(), fields=chosen, bootstrap=bootstrap, seed=seed)
