@@ -144,24 +144,18 @@ def keyed_records(
 ) -> Iterable[tuple[str, Record]]:
     """Stream ``(key, record)``: the key is the record's `by` field, or with `meta` the meta
     file's `by` value for the record's `id`."""
-    if skipped is None:
-        skipped = SkipReport()
-    for where, rec in iter_located(sources, on_error=on_error, skipped=skipped):
-        try:
-            if meta is None:
-                key = key_text(get_path(rec, by), name=by)
-            elif "id" not in rec:
-                raise RecordError('missing field "id" (needed to look the key up in the meta file)')
-            elif str(rec["id"]) not in meta:
-                raise RecordError(f"id {str(rec['id'])!r} is not in {meta_name}")
-            else:
-                key = meta[str(rec["id"])]
-        except RecordError as exc:
-            if on_error == "skip":
-                skipped.add(where, str(exc))
-                continue
-            raise InputError(f"{where}: {exc}") from None
-        yield key, rec
+    def key_of(rec: Record) -> str:
+        if meta is None:
+            return key_text(get_path(rec, by), name=by)
+        if "id" not in rec:
+            raise RecordError('missing field "id" (needed to look the key up in the meta file)')
+        if str(rec["id"]) not in meta:
+            raise RecordError(f"id {str(rec['id'])!r} is not in {meta_name}")
+        return meta[str(rec["id"])]
+
+    # the key is computed twice per record (validation, then here): a dict lookup or a field read
+    for _, rec in iter_located(sources, validate=key_of, on_error=on_error, skipped=skipped):
+        yield key_of(rec), rec
 
 
 def split_records(
