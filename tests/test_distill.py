@@ -154,8 +154,9 @@ def test_distill_hidden_kl_joint_and_pseudo(tiny_classifier, labelled, parallel,
 def test_small_student_from_scratch_saves_and_evaluates(arch, labelled, parallel, tmp_path):
     out = str(tmp_path / arch)
     r = run_xlt("distill", labelled, "--student-arch", arch, "--vocab-size", "300", "--objective", "kd",
-                "--max-steps", "3", "--batch-size", "8", "--out", out)
+                "--max-steps", "3", "--batch-size", "8", "--quiet", "--out", out)
     assert r.returncode == 0, r.stderr.decode()
+    assert r.stderr == b""  # --quiet: no progress bar of transformers' save_pretrained either
     m = ckpt_manifest(out)
     assert m["student_arch"] == arch and m["vocab_size"] <= 300
     r = run_xlt("eval", "--model", out, parallel["fr"])
@@ -178,3 +179,32 @@ def test_pipe_pair_soft_label_distill(tiny_classifier, tiny_bert, parallel, tmp_
     r = subprocess.run(cmd, shell=True, capture_output=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr.decode()
     assert ckpt_manifest(str(out))["train_langs"] == {"fr": 30}
+
+
+def test_distill_pseudo_balance_cli(tiny_classifier, tmp_path):
+    """--balance reweights the kept pseudo-labels per class: same run, same batch, another loss;
+    the kept counts per language and class are reported and recorded."""
+    labels = ["entailment", "neutral", "contradiction"]
+    confident = {0: [0.9, 0.05, 0.05], 1: [0.1, 0.8, 0.1]}
+    recs = []
+    for i, (p, h, _) in enumerate(BASE + BASE[:2]):
+        probs = confident[0] if i < 6 else confident[1]
+        if i == 7:
+            probs = [0.4, 0.3, 0.3]  # below --min-confidence 0.5
+        recs.append({"id": f"b{i}", "lang": "fr", "premise": p, "hypothesis": h,
+                     "teacher": {"probs": probs, "labels": labels, "model": "sha256:test"}})
+    path = tmp_path / "soft.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in recs))
+    losses = {}
+    for flag in ([], ["--balance"]):
+        out = str(tmp_path / f"pl{len(flag)}")
+        r = run_xlt("distill", str(path), "--student", tiny_classifier, "--objective", "pseudo", "--min-confidence", "0.5",
+                    *flag, "--max-steps", "1", "--batch-size", "8", "--log-every", "1", "--seed", "3", "--out", out)
+        assert r.returncode == 0, r.stderr.decode()
+        m = ckpt_manifest(out)
+        assert m["objective"]["balance"] is bool(flag)
+        assert m["pseudo_labels"] == {"seen": 8, "kept": 7, "langs": {"fr": {
+            "seen": 8, "kept": 7, "kept_by_class": {"entailment": 6, "neutral": 1}}}}
+        assert "pseudo-labels" in r.stderr.decode()
+        losses[bool(flag)] = m["training"]["log"][0]["loss"]
+    assert losses[True] != pytest.approx(losses[False], abs=1e-6)

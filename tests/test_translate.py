@@ -555,3 +555,40 @@ def test_merge_shards_checks_k_of_n_names(tmp_path):
     assert bad.returncode == 2 and b"shard 3 given in position 2" in bad.stderr
     missing = subprocess.run([MERGE, names[0], names[1]], capture_output=True)
     assert missing.returncode == 2 and b"shard of 3, but 2 shard file(s) given" in missing.stderr
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+
+
+def test_pipe_translate_soft_label_distill(mt, mt_home, marian_hf, tiny_classifier, tiny_bert, tmp_path):
+    """`xlt translate | xlt soft-label | xlt distill -`: the teacher reads the English `src` view
+    that translate kept, the student trains on the translation."""
+    recs = nli_records(12)
+    src = tmp_path / "en.jsonl"
+    src.write_text(jsonl(recs))
+    env = {**os.environ, "XLT_HOME": mt_home}
+    py = f"{sys.executable} -m xlt"
+    translate = f"{py} translate -m {marian_hf} --tgt fr --beam-size 1 --min-length 4 --max-length 8 -q {src}"
+    soft = f"{py} soft-label --teacher {tiny_classifier} -q"
+
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; {translate} | {soft}"], capture_output=True, env=env,
+                       cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr.decode()
+    piped = lines(r.stdout)
+    assert [o["id"] for o in piped] == [x["id"] for x in recs]
+    assert all(o["lang"] == "fr" and o["src"]["premise"] == x["premise"] for o, x in zip(piped, recs))
+    # the teacher's outputs on the translated records are its outputs on the English originals
+    direct = mt("soft-label", "--teacher", tiny_classifier, "-q", str(src))
+    assert direct.returncode == 0, direct.stderr.decode()
+    for o, d in zip(piped, lines(direct.stdout)):
+        assert o["teacher"]["logits"] == pytest.approx(d["teacher"]["logits"], abs=1e-5)
+
+    out = tmp_path / "student.ckpt"
+    distill = f"{py} distill --student {tiny_bert} --objective kd --max-steps 2 --batch-size 4 -q --out {out} -"
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; {translate} | {soft} | {distill}"], capture_output=True,
+                       env=env, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout == b""
+    manifest = json.loads((out / "xlt.json").read_text())
+    assert manifest["train_langs"] == {"fr": 12}
+    assert manifest["teacher_digest"] == piped[0]["teacher"]["model"]

@@ -54,6 +54,9 @@ def model_digest(path: str) -> str:
 
 def save_checkpoint(model: Any, tokenizer: Any, path: str, manifest: dict[str, Any]) -> None:
     """Save into an (empty, temporary) directory; the caller renames it into place."""
+    from xlt.hf import quiet_transformers
+
+    quiet_transformers()  # no "Writing model shards" bar (students built from scratch never loaded transformers quietly)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     write_manifest(path, manifest)
