@@ -101,3 +101,28 @@ endef
 
 # Checkpoints and data made by pattern rules are results, not intermediate files to delete.
 .SECONDARY:
+
+# --- Data every recipe takes the same way (a recipe uses those it needs) ------------------------
+.DEFAULT_GOAL := all
+
+# A TRAIN_KEEP share of the training data, and an EVAL_KEEP share of the evaluation files.
+$(OUT)/train.jsonl: $(TRAIN)
+	@mkdir -p $(OUT)
+	$(call take,$(TRAIN),$(TRAIN_KEEP),$@)
+
+$(OUT)/eval.jsonl: $(EVAL)
+	@mkdir -p $(OUT)
+	$(call take,$(EVAL),$(EVAL_KEEP),$@)
+
+# The evaluation files split by premise group: a pool (training text) and a test half, no premise
+# in both and every language split the same way; POOL_KEEP / TEST_KEEP shares of each.
+$(OUT)/pool-all.jsonl $(OUT)/test-all.jsonl &: $(EVAL) $(META)
+	@mkdir -p $(OUT)
+	$(XLT) split $(EVAL) --meta $(META) --by premise_group --seed $(SPLIT_SEED) \
+	    --into $(OUT)/pool-all.jsonl:0.5 --into $(OUT)/test-all.jsonl:0.5 --force $(Q)
+
+$(OUT)/pool.jsonl: $(OUT)/pool-all.jsonl
+	$(call take,$<,$(POOL_KEEP),$@)
+
+$(OUT)/test.jsonl: $(OUT)/test-all.jsonl
+	$(call take,$<,$(TEST_KEEP),$@)
