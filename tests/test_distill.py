@@ -107,6 +107,8 @@ def test_distill_kd_from_stored_soft_labels_into_encoder(tiny_bert, labelled, pa
     assert m["labels"] == ["entailment", "neutral", "contradiction"]  # the teacher's label order
     assert m["teacher_digest"].startswith("sha256:")
     assert "kd" in m["training"]["log"][-1] and "ce" in m["training"]["log"][-1]
+    # supervision came from the English views the teacher read and from French gold labels (ce)
+    assert m["source_langs"] == ["en", "fr"] and m["train_langs"] == {"fr": 30}
     r = run_xlt("eval", "--model", out, parallel["fr"])
     assert r.returncode == 0, r.stderr.decode()
 
@@ -121,6 +123,14 @@ def test_distill_mse_online_teacher_xd(tiny_classifier, parallel, tmp_path):
                 "--objective", "mse", "--max-steps", "4", "--batch-size", "8", "--out", out)
     assert r.returncode == 0, r.stderr.decode()
     assert ckpt_manifest(out)["teacher"] == tiny_classifier
+    # French text, English teacher views, no gold label: the source language is English, so eval's
+    # non-source average is over French, not over the distillation language
+    assert ckpt_manifest(out)["source_langs"] == ["en"]
+    r = run_xlt("eval", "--model", out, parallel["fr"], parallel["en"])
+    assert r.returncode == 0, r.stderr.decode()
+    report = json.loads(r.stdout)
+    assert report["source_languages"] == ["en"]
+    assert report["average_non_source"]["accuracy"] == report["languages"]["fr"]["accuracy"]
     # ce without gold labels is a clear error
     r = run_xlt("distill", str(unlabelled), "--student", tiny_classifier, "--teacher", tiny_classifier,
                 "--objective", "ce", "--max-steps", "1", "--out", str(tmp_path / "no"))

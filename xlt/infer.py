@@ -14,7 +14,7 @@ from typing import Any
 
 from xlt.errors import UsageError
 from xlt.records import Record
-from xlt.train.checkpoint import model_digest, read_manifest
+from xlt.train.checkpoint import manifest_source_langs, model_digest, read_manifest
 from xlt.train.data import Encoded, LabelSet, sorted_batches, tokenize
 
 
@@ -178,7 +178,9 @@ class Classifier:
 
     @property
     def source_langs(self) -> list[str]:
-        return list(self.manifest.get("train_langs", {}))
+        """The languages its labels came from (teach: its training languages; distill: see
+        xlt.distill.run.distill_source_langs)."""
+        return manifest_source_langs(self.manifest)
 
     def predict(self, texts: Sequence[tuple[str, ...]], *, hidden: bool = False) -> Outputs:
         encoded = tokenize(self.tokenizer, texts, max_length=self.max_length)

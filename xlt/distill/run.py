@@ -66,7 +66,7 @@ def _teacher_tensors(corpus: Corpus, labels: LabelSet, *, need_hidden: bool) -> 
 
 
 def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bool, device: str,
-                    batch_size: int, labels: LabelSet | None) -> tuple[dict[str, Any], LabelSet, str]:
+                    batch_size: int, labels: LabelSet | None) -> tuple[dict[str, Any], LabelSet, str, str]:
     """Run a frozen teacher once over every example's `src` view (or the example itself)."""
     import torch
 
@@ -92,7 +92,29 @@ def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bo
     tensors = {"teacher_logits": torch.tensor(out.logits[:, order], dtype=torch.float32)}
     if need_hidden:
         tensors["teacher_hidden"] = torch.tensor(out.hidden, dtype=torch.float32)
-    return tensors, tl, clf.digest
+    return tensors, tl, clf.digest, clf.resolved
+
+
+def distill_source_langs(corpus: Corpus, *, student_dir: str | None, teacher_dir: str | None,
+                         teacher_used: bool, teacher_view: str, gold_used: bool) -> list[str]:
+    """Where a distilled student's supervision came from, for `eval`'s "non-source" average: the
+    source languages of its starting checkpoint and of an online teacher, the languages of the
+    `src` views the teacher read, and those of the gold labels it used. Distillation languages
+    the student only imitated a teacher in are not source languages (XD on French text from an
+    English-tuned model: source en)."""
+    from xlt.train.checkpoint import manifest_source_langs, read_manifest
+
+    langs: dict[str, None] = {}
+    for path in (student_dir, teacher_dir if teacher_used else None):
+        if path:
+            langs.update(dict.fromkeys(manifest_source_langs(read_manifest(path))))
+    for ex in corpus.examples:
+        src = ex.extra.get("src")
+        if teacher_used and teacher_view != "self" and isinstance(src, dict) and src.get("lang"):
+            langs[str(src["lang"])] = None
+        if gold_used and ex.extra.get("_label") is not None:
+            langs[ex.lang] = None
+    return list(langs)
 
 
 def _build_small_student(arch: str, corpus: Corpus, labels: LabelSet, *, vocab_size: int, max_length: int,
@@ -149,10 +171,11 @@ def distill(
     corpus = read_labelled(files, fields=fields, labels=labels, on_error=on_error, skipped=skipped, need_label=False,
                            extra_keys=("teacher", "src", "langs"), allow_one_label=True)
     teacher_digest = None
+    teacher_dir = None
     tensors: dict[str, Any] = {}
     stored = [ex.extra.get("teacher") for ex in corpus.examples]
     if need_teacher and teacher is not None:
-        tensors, labels, teacher_digest = _online_teacher(corpus, teacher, which=teacher_view, need_hidden=need_hidden,
+        tensors, labels, teacher_digest, teacher_dir = _online_teacher(corpus, teacher, which=teacher_view, need_hidden=need_hidden,
                                                           device=cfg.device, batch_size=64, labels=labels)
     elif need_teacher:
         if not isinstance(stored[0], dict):
@@ -249,6 +272,9 @@ def distill(
         "teacher": teacher, "teacher_digest": teacher_digest, "teacher_view": teacher_view if teacher else None,
         "objective": combined.describe(), "fields": list(corpus.fields), "labels": labels.values,
         "max_length": max_length, "train_langs": corpus.langs,
+        "source_langs": distill_source_langs(corpus, student_dir=resolved if student_arch is None else None,
+                                             teacher_dir=teacher_dir, teacher_used=need_teacher,
+                                             teacher_view=teacher_view, gold_used="labels" in combined.needs),
         "inputs": {"train": corpus.digests, "dev": dev_corpus.digests if dev_corpus else {}},
         "pseudo_labels": report.to_dict() if report is not None else None,
         "seed": cfg.seed, "robust": robust.to_dict() if robust is not None else None,

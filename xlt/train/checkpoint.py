@@ -26,6 +26,14 @@ def read_manifest(path: str) -> dict[str, Any]:
         return json.load(fh)
 
 
+def manifest_source_langs(manifest: dict[str, Any]) -> list[str]:
+    """The languages a checkpoint's labels came from: `source_langs` (distill), else the languages
+    it was taught on (`train_langs` of teach)."""
+    if "source_langs" in manifest:
+        return list(manifest["source_langs"] or [])
+    return list(manifest.get("train_langs") or {})
+
+
 def write_manifest(path: str, manifest: dict[str, Any]) -> None:
     tmp = os.path.join(path, MANIFEST + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
