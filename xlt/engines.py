@@ -20,9 +20,9 @@ Near-ties are re-scored exactly. int8 moves a record's logits a little (max |pro
 difference| ~0.1 on XNLI), which flips the argmax only where the top two classes are close: with
 an int8 (or int16) compute type, every record whose top-2 probability margin is below
 `rescore_margin` (default 0.03, `--rescore-margin`; 0 turns it off) is run again on the float32
-encoder (float16 on GPU; converted and loaded on first need) and takes those outputs. On XNLI dev
-with an me5-small checkpoint this re-scores ~20 % of the records and lifts argmax agreement with
-torch float32 from 95.8 % to 99.6 % (see RESULTS.md), at a fraction of float32's cost.
+encoder (float16 on GPU; converted and loaded on first need) and takes those outputs. On 5,000
+XNLI dev records with an me5-small checkpoint this re-scores 5 % of them and lifts argmax
+agreement with torch float32 from 96.9 % to 98.8 % for 8 % more time (RESULTS.md).
 """
 
 from __future__ import annotations
