@@ -274,3 +274,19 @@ def test_usage_errors(families, tmp_path):
     assert r.returncode == 2 and "--rescore-margin" in r.stderr.decode()
     r = run_xlt("soft-label", "--teacher", families["bert"], "--rescore-margin", "1.5", data)
     assert r.returncode == 2 and "--rescore-margin" in r.stderr.decode()
+
+
+def test_threads_reach_the_engines(families, cache):
+    """--threads: CTranslate2's intra-op threads, or torch's thread count (in a child process, as
+    torch's setting is process-wide)."""
+    import subprocess
+    import sys
+
+    from xlt.infer import Classifier
+
+    assert Classifier(families["bert"], engine="ct2", device="cpu", threads=1).runner.threads == 1
+    code = ("import torch; from xlt.infer import Classifier; "
+            f"Classifier({families['bert']!r}, engine='torch', device='cpu', threads=1); print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
