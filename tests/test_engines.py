@@ -250,6 +250,13 @@ def test_eval_signature_names_the_engine(families, tmp_path):
         reports[engine] = json.loads(r.stdout)
     assert reports["torch"]["signature"]["engine"] == "torch"
     assert reports["auto"]["signature"]["engine"] == "ct2:int8+float32<0.03"
+    r = run_xlt("eval", "--model", families["distilbert"], "--rescore-margin", "0", "--threads", "1", data, env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    assert json.loads(r.stdout)["signature"]["engine"] == "ct2:int8"
+    r = run_xlt("eval", "--model", families["distilbert"], "--rescore-margin", "1", "--threads", "1", data, env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    assert json.loads(r.stdout)["signature"]["engine"] == "ct2:int8+float32<1"
+    assert f"{len(PAIRS)} of {len(PAIRS)} records (100.0 %)" in r.stderr.decode()  # the end-of-run note
     assert reports["auto"]["overall"]["n"] == reports["torch"]["overall"]["n"] == len(PAIRS)
     assert abs(reports["auto"]["overall"]["accuracy"] - reports["torch"]["overall"]["accuracy"]) <= 2 / len(PAIRS)
 

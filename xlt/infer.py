@@ -219,6 +219,9 @@ class Predicted:
     source_langs: list[str] = []
     max_length = None
 
+    def engine_note(self) -> str | None:
+        return None
+
     def __init__(self, path: str, *, option: str = "--model") -> None:
         from xlt.io import iter_located
 

@@ -66,7 +66,7 @@ def _teacher_tensors(corpus: Corpus, labels: LabelSet, *, need_hidden: bool) -> 
 
 
 def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bool, device: str,
-                    batch_size: int, labels: LabelSet | None) -> tuple[dict[str, Any], LabelSet, str, str]:
+                    batch_size: int, labels: LabelSet | None) -> tuple[dict[str, Any], LabelSet, str, list[str]]:
     """Run a frozen teacher once over every example's `src` view (or the example itself)."""
     import torch
 
@@ -92,10 +92,10 @@ def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bo
     tensors = {"teacher_logits": torch.tensor(out.logits[:, order], dtype=torch.float32)}
     if need_hidden:
         tensors["teacher_hidden"] = torch.tensor(out.hidden, dtype=torch.float32)
-    return tensors, tl, clf.digest, clf.resolved
+    return tensors, tl, clf.digest, clf.source_langs
 
 
-def distill_source_langs(corpus: Corpus, *, student_dir: str | None, teacher_dir: str | None,
+def distill_source_langs(corpus: Corpus, *, student_dir: str | None, teacher_langs: Sequence[str],
                          teacher_used: bool, teacher_view: str, gold_used: bool) -> list[str]:
     """Where a distilled student's supervision came from, for `eval`'s "non-source" average: the
     source languages of its starting checkpoint and of an online teacher, the languages of the
@@ -104,10 +104,8 @@ def distill_source_langs(corpus: Corpus, *, student_dir: str | None, teacher_dir
     English-tuned model: source en)."""
     from xlt.train.checkpoint import manifest_source_langs, read_manifest
 
-    langs: dict[str, None] = {}
-    for path in (student_dir, teacher_dir if teacher_used else None):
-        if path:
-            langs.update(dict.fromkeys(manifest_source_langs(read_manifest(path))))
+    langs: dict[str, None] = dict.fromkeys(manifest_source_langs(read_manifest(student_dir)) if student_dir else [])
+    langs.update(dict.fromkeys(teacher_langs))
     for ex in corpus.examples:
         src = ex.extra.get("src")
         if teacher_used and teacher_view != "self" and isinstance(src, dict) and src.get("lang"):
@@ -171,11 +169,11 @@ def distill(
     corpus = read_labelled(files, fields=fields, labels=labels, on_error=on_error, skipped=skipped, need_label=False,
                            extra_keys=("teacher", "src", "langs"), allow_one_label=True)
     teacher_digest = None
-    teacher_dir = None
+    teacher_langs: list[str] = []  # an online teacher's source languages
     tensors: dict[str, Any] = {}
     stored = [ex.extra.get("teacher") for ex in corpus.examples]
     if need_teacher and teacher is not None:
-        tensors, labels, teacher_digest, teacher_dir = _online_teacher(corpus, teacher, which=teacher_view, need_hidden=need_hidden,
+        tensors, labels, teacher_digest, teacher_langs = _online_teacher(corpus, teacher, which=teacher_view, need_hidden=need_hidden,
                                                           device=cfg.device, batch_size=64, labels=labels)
     elif need_teacher:
         if not isinstance(stored[0], dict):
@@ -273,7 +271,7 @@ def distill(
         "objective": combined.describe(), "fields": list(corpus.fields), "labels": labels.values,
         "max_length": max_length, "train_langs": corpus.langs,
         "source_langs": distill_source_langs(corpus, student_dir=resolved if student_arch is None else None,
-                                             teacher_dir=teacher_dir, teacher_used=need_teacher,
+                                             teacher_langs=teacher_langs, teacher_used=need_teacher,
                                              teacher_view=teacher_view, gold_used="labels" in combined.needs),
         "inputs": {"train": corpus.digests, "dev": dev_corpus.digests if dev_corpus else {}},
         "pseudo_labels": report.to_dict() if report is not None else None,

@@ -334,9 +334,7 @@ def evaluate_files(
     if plot:
         check_output(plot, force=force, what="plot")
     run = {"device": device, "batch_size": batch_size, "max_length": max_length, "engine": engine,
-           "compute_type": compute_type, "threads": threads}
-    if rescore_margin is not None:
-        run["rescore_margin"] = rescore_margin
+           "compute_type": compute_type, "threads": threads, "rescore_margin": rescore_margin}
     classifiers = [load_classifier(model, **run)]
     if compare:
         classifiers.append(load_classifier(compare, option="--compare", **run))
@@ -353,7 +351,7 @@ def evaluate_files(
         pred_out = stack.enter_context(open_output(predictions, force=force)) if predictions else None
         scored, chosen = score_records(located(), classifiers, fields=parse_fields(fields), predictions=pred_out)
     for clf in classifiers:
-        note = clf.engine_note() if hasattr(clf, "engine_note") else None
+        note = clf.engine_note()
         if note:
             log.info(f"{clf.path}: {note}")
     if not scored.langs:

@@ -18,8 +18,8 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from xlt import log
