@@ -77,7 +77,9 @@ endif
 
 # One label order for every model, so teachers and students agree even on a sample missing a class.
 LABELS      ?= contradiction,entailment,neutral
-TRAIN_OPTS   = --labels $(LABELS) $(FREEZE) --epochs $(EPOCHS) --batch-size $(BATCH) --lr $(LR) --max-length $(MAXLEN) --seed $(SEED) $(Q)
+# $(call train_opts,E): the options of a training step with E epochs; TRAIN_OPTS has EPOCHS.
+train_opts   = --labels $(LABELS) $(FREEZE) --epochs $(1) --batch-size $(BATCH) --lr $(LR) --max-length $(MAXLEN) --seed $(SEED) $(Q)
+TRAIN_OPTS   = $(call train_opts,$(EPOCHS))
 EVAL_OPTS    = --seed $(SEED) $(Q)
 
 # The file of language $(2) in the list $(1): .../L.jsonl or .../*.L.jsonl (samples/nli/fr.jsonl,
