@@ -104,3 +104,15 @@ def test_paper_and_small_scales_expand(recipe, tmp_path):
     assert "me5-small" in proc.stdout and "--freeze-embeddings" in proc.stdout
     proc = make(recipe, "-n", "SCALE=huge", *data)
     assert proc.returncode != 0 and "SCALE must be ci, small or paper" in proc.stderr
+
+
+def test_monox_labelled_epochs_reach_teacher_and_direct_only(tmp_path):
+    # LABELLED_EPOCHS sets the epochs of the two models trained on the labelled 20 % (teacher,
+    # direct); the students distilled on the 80 % keep EPOCHS.
+    proc = make("monox", "-n", "SCALE=ci", f"OUT={tmp_path}/o", "EPOCHS=1", "LABELLED_EPOCHS=3")
+    assert proc.returncode == 0, proc.stderr
+    steps = {line.split(" --out ")[1].split()[0].rsplit("/", 1)[-1]: line for line in proc.stdout.splitlines()
+             if " --out " in line and (" teach " in line or " distill " in line)}
+    assert set(steps) == {"teacher.ckpt", "direct.ckpt", "kd.ckpt", "pseudo.ckpt"}
+    for name, line in steps.items():
+        assert ("--epochs 3" if name in ("teacher.ckpt", "direct.ckpt") else "--epochs 1") in line, line
