@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xlt.errors import InputError, OutputExistsError, RecordError, UsageError
+from xlt.errors import InputError, OutputExistsError, RecordError, UsageError, XltError
 from xlt.io import (SkipReport, atomic_path, check_output, dumps, iter_located, open_output, parse_shard,
                     read_records, take_shard, write_records)
 
@@ -375,21 +375,55 @@ def test_atomic_directory_replaces_a_file_with_force(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_lone_surrogate_is_written_escaped(tmp_path):
-    # Valid JSON ("\ud800") that has no UTF-8 encoding: written back \u-escaped, not a crash.
-    path = write_lines(tmp_path / "in.jsonl", [r'{"id": "a", "text": "x\ud800y"}', json.dumps(rec(1))])
-    records = list(read_records([path]))
+def test_lone_surrogate_is_bad_input_naming_file_and_line(tmp_path):
+    # Valid JSON ("\ud800") that is not text (no UTF-8 encoding): a record error like any other.
+    path = write_lines(tmp_path / "in.jsonl", [json.dumps(rec(0)), r'{"id": "a", "text": "x\ud800y"}', json.dumps(rec(1))])
+    with pytest.raises(InputError, match=r"in.jsonl:2: field \"text\" holds a lone surrogate"):
+        list(read_records([path]))
+    skipped = SkipReport()
+    assert [r["id"] for r in read_records([path], on_error="skip", skipped=skipped)] == [rec(0)["id"], rec(1)["id"]]
+    assert skipped.count == 1 and "in.jsonl:2" in skipped.examples[0]
+
+
+def test_a_valid_surrogate_pair_is_text(tmp_path):
+    path = write_lines(tmp_path / "in.jsonl", [r'{"id": "a", "text": "x\ud83d\ude00y"}'])
+    assert list(read_records([path]))[0]["text"] == "x\U0001F600y"
+
+
+def test_library_records_with_a_lone_surrogate_are_written_escaped(tmp_path):
     out = tmp_path / "out.jsonl"
     with open_output(str(out), force=False) as fh:
-        assert write_records(records, fh) == 2
+        assert write_records([{"id": "a", "text": "x\ud800y"}], fh) == 1
     assert out.read_bytes().decode("utf-8").splitlines()[0] == r'{"id": "a", "text": "x\ud800y"}'
-    assert list(read_records([str(out)])) == records
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-2E+999"])
+def test_non_finite_numbers_are_bad_input(tmp_path, literal):
+    path = write_lines(tmp_path / "in.jsonl", [json.dumps(rec(0)), '{"id": "b", "text": "t", "teacher": {"logits": [1.0, %s]}}' % literal])
+    with pytest.raises(InputError, match=r"in.jsonl:2: .*(non-finite|not a finite number)"):
+        list(read_records([path]))
+    skipped = SkipReport()
+    assert len(list(read_records([path], on_error="skip", skipped=skipped))) == 1 and skipped.count == 1
+
+
+def test_large_finite_numbers_are_numbers(tmp_path):
+    path = write_lines(tmp_path / "in.jsonl", ['{"id": "b", "x": 1e300, "y": 1E39}'])
+    assert list(read_records([path]))[0]["x"] == 1e300
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_numbers_are_never_written(tmp_path, value):
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(XltError, match="non-finite"):
+        with open_output(str(out), force=False) as fh:
+            write_records([rec(0), {"id": "x", "v": [1.0, value]}], fh)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 # --- property tests: write then read gives the same records -----------------------------------
 
 json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-                | st.floats(allow_nan=False) | st.text())
+                | st.floats(allow_nan=False, allow_infinity=False) | st.text())
 json_values = st.recursive(
     json_scalars,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
@@ -416,7 +450,9 @@ def test_dumps_is_json_dumps(record):
 
 
 def test_dumps_keeps_json_dumps_behaviour_on_odd_values():
-    assert dumps({"x": math.inf, "y": -0.0, 1: None}) == '{"x": Infinity, "y": -0.0, "1": null}'
+    assert dumps({"y": -0.0, 1: None}) == '{"y": -0.0, "1": null}'
+    with pytest.raises(XltError, match="non-finite"):  # never the invalid JSON `Infinity`
+        dumps({"x": math.inf})
     loop: dict = {}
     loop["self"] = loop
     with pytest.raises((ValueError, RecursionError)):  # never a hang

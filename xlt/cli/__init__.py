@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import signal
-import sys
 from typing import Annotated, Optional
 
 import typer
@@ -47,11 +45,16 @@ for _name in COMMANDS:
 
 
 def main() -> None:
-    if hasattr(signal, "SIGPIPE"):
-        # `xlt ... | head -1`: die quietly on a closed pipe like a Unix tool, no traceback.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # `xlt ... | head -1`: SIGPIPE stays ignored (Python's default), so a closed pipe is a
+    # BrokenPipeError that unwinds like any error: staged outputs are removed, then the command
+    # exits quietly (common.command). Dying by the signal would leave temporaries behind.
+    # SIGTERM (what SLURM and `timeout` send) unwinds the same way (exit 143); training catches it
+    # itself to save resumable state first.
+    from xlt.cli.common import install_sigterm
+
+    install_sigterm()
     app(prog_name="xlt")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -3,17 +3,47 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Iterator
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from xlt import log
 from xlt.errors import XltError
 from xlt.io import SkipReport
+
+def _finite(value: Any, lo: float | None = None, hi: float | None = None) -> float:
+    """A float option value that is a finite number (click's FLOAT takes `nan` and `inf`, and
+    `nan > 0` is False, so range checks alone let them through), optionally within [lo, hi]."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        x = float(value)
+    else:
+        try:
+            x = float(str(value).strip())
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise typer.BadParameter(f"{value!r} is not a finite number")
+    if (lo is not None and x < lo) or (hi is not None and x > hi):
+        raise typer.BadParameter(f"{value!r} is not in the range [{'-inf' if lo is None else f'{lo:g}'}, "
+                                 f"{'inf' if hi is None else f'{hi:g}'}]")
+    return x
+
+
+def finite(value: Any) -> float:
+    """Parser of every float option of every command (tests/test_contract.py checks that)."""
+    return _finite(value)
+
+
+def probability(value: Any) -> float:
+    """Parser of float options that are probabilities: finite and in [0, 1]."""
+    return _finite(value, 0.0, 1.0)
+
 
 Files = Annotated[
     Optional[list[str]],
@@ -49,7 +79,7 @@ Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N
 Engine = Annotated[str, typer.Option("--engine", help="torch, ct2 (CTranslate2 encoder + the checkpoint's own head: BERT, XLM-R, RoBERTa, DistilBERT) or auto (ct2 when the model can run there, else torch).")]
 EngineComputeType = Annotated[Optional[str], typer.Option("--compute-type", help="CTranslate2 compute type (int8, int8_float32, int8_float16, float16, bfloat16, float32). Default: int8 on CPU, float16 on GPU.")]
 EngineThreads = Annotated[int, typer.Option("--threads", min=0, help="CPU threads (CTranslate2 intra-op threads, or torch's); 0: every core this process may use for ct2, torch's default for torch.")]
-RescoreMargin = Annotated[Optional[float], typer.Option("--rescore-margin", min=0.0, max=1.0, help="ct2 int8: re-run records whose top-2 probability margin is below this on the float32 encoder (float16 on GPU), so near-ties match torch. 0: off. Default 0.03.")]
+RescoreMargin = Annotated[Optional[float], typer.Option("--rescore-margin", parser=probability, help="ct2 int8: re-run records whose top-2 probability margin is below this on the float32 encoder (float16 on GPU), so near-ties match torch. 0: off. Default 0.03.")]
 
 
 @contextlib.contextmanager
@@ -73,6 +103,9 @@ def command(name: str, *, quiet: bool = False, verbose: bool = False) -> Iterato
         raise typer.Exit(exc.exit_code) from None
     except BrokenPipeError:
         _quiet_broken_pipe()
+    except Terminated:
+        print(f"xlt {name}: terminated (SIGTERM); no output was written", file=sys.stderr)
+        raise typer.Exit(143) from None
     except KeyboardInterrupt:
         print(f"xlt {name}: interrupted", file=sys.stderr)
         raise typer.Exit(130) from None
@@ -80,8 +113,36 @@ def command(name: str, *, quiet: bool = False, verbose: bool = False) -> Iterato
         if verbose:
             traceback.print_exc(file=sys.stderr)
         hint = "" if verbose else " (rerun with --verbose for the traceback)"
-        print(f"xlt {name}: error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        print(f"xlt {name}: error: {type(exc).__name__}: {one_line(str(exc))}{hint}", file=sys.stderr)
         raise typer.Exit(1) from None
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A message folded onto one line and cut at `limit` characters (library errors can be pages)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so every `finally` and staged output cleans up.
+
+    A KeyboardInterrupt (not an Exception) so no `except Exception` swallows it."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def install_sigterm() -> None:
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (xlt called from a library's worker thread)
+        pass
+
+
+#: Exit status of a command whose stdout reader went away: what a shell reports for a process
+#: killed by SIGPIPE (128 + 13), so `set -o pipefail` scripts see that the output was cut short.
+BROKEN_PIPE_EXIT = 141
 
 
 def _quiet_broken_pipe() -> None:
@@ -92,7 +153,7 @@ def _quiet_broken_pipe() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-    raise typer.Exit(0)
+    raise typer.Exit(BROKEN_PIPE_EXIT)
 
 
 def report_skipped(skipped: SkipReport) -> None:

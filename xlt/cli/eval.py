@@ -19,7 +19,7 @@ def eval_cli(
     predictions: Annotated[Optional[str], typer.Option("--predictions", help="Write each record with its predicted label and probabilities (JSONL) here.")] = None,
     fields: common.Fields = None,
     batch_size: common.BatchSize = 64,
-    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Truncation (default: the checkpoint's).")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", min=8, help="Truncation (default: the checkpoint's).")] = None,
     seed: common.Seed = 0,
     device: common.Device = "auto",
     engine: common.Engine = "auto",

@@ -33,7 +33,7 @@ def translate_cli(
     beam_size: Annotated[Optional[int], typer.Option("--beam-size", min=1, help=f"Beam size. Default {DEFAULT_BEAM_SIZE}: a narrow beam keeps most of beam search's quality gain over greedy decoding (1, the fastest) at a fraction of the cost of the usual 4-5; 1 when sampling.", show_default=False)] = None,
     num_hypotheses: Annotated[int, typer.Option("--num-hypotheses", min=1, help="Translations per record (1:N output, marked in `aug`): the n best of the beam (needs --beam-size >= N), or N samples with --sampling-topk.")] = 1,
     sampling_topk: Annotated[int, typer.Option("--sampling-topk", min=0, help="Sample each token from the K most likely (0: from all; 1: no sampling). For paraphrases by round trip.")] = 1,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (with --sampling-topk).")] = 1.0,
+    temperature: Annotated[float, typer.Option("--temperature", parser=common.finite, help="Sampling temperature (with --sampling-topk).")] = 1.0,
     max_length: Annotated[int, typer.Option("--max-length", min=1, help="Longest translation, in tokens.")] = DEFAULT_MAX_LENGTH,
     min_length: Annotated[int, typer.Option("--min-length", min=0, help="Shortest translation, in tokens (the end token is not allowed before).")] = 0,
     seed: common.Seed = 0,
