@@ -55,7 +55,8 @@ def test_soft_label_reads_src_view(tiny_classifier, labelled, parallel):
     recs = lines(open(labelled, "rb").read())
     assert len(recs) == 30
     t = recs[0]["teacher"]
-    assert set(t) == {"logits", "probs", "labels", "temperature", "model", "hidden"}
+    assert set(t) == {"logits", "probs", "labels", "temperature", "model", "hidden", "base"}
+    assert t["base"] == os.path.abspath(tiny_classifier)  # a plain HF classifier: its own encoder, distill's default student
     assert t["labels"] == ["entailment", "neutral", "contradiction"]
     assert sum(t["probs"]) == pytest.approx(1, abs=1e-4) and len(t["hidden"]) == 32
     assert t["model"].startswith("sha256:")
@@ -174,9 +175,14 @@ def test_small_student_from_scratch_saves_and_evaluates(arch, labelled, parallel
     assert json.loads(r.stdout)["languages"]["fr"]["n"] == 30
 
 
-def test_student_choice_is_required(labelled, tmp_path):
-    r = run_xlt("distill", labelled, "--out", str(tmp_path / "x"))
-    assert r.returncode == 2 and "choose the student" in r.stderr.decode()
+def test_default_student_is_the_teachers_base_and_one_student_only(tiny_classifier, labelled, tmp_path):
+    r = run_xlt("distill", labelled, "--student", tiny_classifier, "--student-arch", "bilstm", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "choose one student" in r.stderr.decode()
+    # no --student: the teacher's own encoder, which soft-label recorded in `teacher.base`
+    r = run_xlt("distill", labelled, "--max-steps", "1", "--batch-size", "8", "--out", str(tmp_path / "d"))
+    assert r.returncode == 0, r.stderr.decode()
+    assert "the teacher's base encoder" in r.stderr.decode()
+    assert json.loads((tmp_path / "d" / "xlt.json").read_text())["student"] == os.path.abspath(tiny_classifier)
     r = run_xlt("distill", labelled, "--student-arch", "bilstm", "--objective", "bogus", "--out", str(tmp_path / "x"))
     assert r.returncode == 2
 

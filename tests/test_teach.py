@@ -145,7 +145,7 @@ def test_resume_after_kill_gives_same_weights(tiny_bert, data, tmp_path):
     assert r.returncode == 0, r.stderr.decode()
 
     out = str(tmp_path / "killed")
-    state = out + ".partial/state.pt"
+    state = out + ".partial/state.json"
     proc = subprocess.Popen([sys.executable, "-m", "xlt", "teach", *args, "--out", out],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
@@ -166,8 +166,7 @@ def test_resume_after_kill_gives_same_weights(tiny_bert, data, tmp_path):
     assert not os.path.exists(out + ".partial")
 
 
-def test_sigterm_saves_state_and_says_resume(tiny_bert, data, tmp_path):
-    out = str(tmp_path / "term")
+def _interrupt(tiny_bert, data, out: str, sig: int) -> tuple[int, str]:
     proc = subprocess.Popen([sys.executable, "-m", "xlt", "teach", data["train"], "--model", tiny_bert, "--out", out,
                              "--epochs", "200", "--batch-size", "8", "--save-every", "0"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -177,11 +176,32 @@ def test_sigterm_saves_state_and_says_resume(tiny_bert, data, tmp_path):
     while not os.path.isdir(out + ".partial") and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1, err.decode()
-    assert "rerun the same command with --resume" in err.decode()
-    assert os.path.isfile(out + ".partial/state.pt")
+    return proc.returncode, err.decode()
+
+
+def test_sigterm_saves_state_and_says_resume(tiny_bert, data, tmp_path):
+    out = str(tmp_path / "term")
+    code, err = _interrupt(tiny_bert, data, out, signal.SIGTERM)
+    assert code == 143, err  # 128 + SIGTERM, what SLURM and shells expect
+    assert "rerun the same command with --resume" in err
+    assert os.path.isfile(out + ".partial/state.json")
+    assert not os.path.exists(out + ".partial/state.pt")  # no pickle
+
+
+def test_sigint_saves_state_exit_130_and_resumes(tiny_bert, data, tmp_path):
+    out = str(tmp_path / "int")
+    code, err = _interrupt(tiny_bert, data, out, signal.SIGINT)
+    assert code == 130, err  # 128 + SIGINT, as the README promises
+    assert "rerun the same command with --resume" in err
+    assert os.path.isfile(out + ".partial/state.json")
+    r = run_xlt("teach", data["train"], "--model", tiny_bert, "--out", out, "--epochs", "200", "--batch-size", "8",
+                "--save-every", "0", "--max-steps", "1", "--resume")
+    # the state is past step 1 of a 1-step run: resuming only writes the checkpoint
+    assert r.returncode == 0, r.stderr.decode()
+    assert "resumed from" in r.stderr.decode()
+    assert os.path.isfile(os.path.join(out, "model.safetensors")) and not os.path.exists(out + ".partial")
 
 
 def test_resume_without_state_is_an_error(tiny_bert, data, tmp_path):

@@ -30,3 +30,13 @@ class OutputExistsError(UsageError):
 
     def __init__(self, path: str, what: str = "output") -> None:
         super().__init__(f"{what} {path} exists; pass --force to overwrite it")
+
+
+class Interrupted(XltError):
+    """Stopped by a signal (training saves resumable state first). The exit code is what a shell
+    reports for that signal (128 + its number): 130 for SIGINT (Ctrl-C), 143 for SIGTERM (SLURM, kill)."""
+
+    def __init__(self, message: str, *, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -8,6 +8,7 @@ A record is one JSON object: `id` (string, equal across languages for parallel d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +58,27 @@ def check_text(record: Record, fields: Sequence[str], *, where: str = "") -> Non
             raise RecordError(f'field "{where}{f}" must be a string, got {type(value).__name__}')
         if not value.strip():
             raise RecordError(f'field "{where}{f}" is empty')
+
+
+#: The largest magnitude a model output in a record may have: it must stay finite as float32.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def finite_numbers(value: Any, name: str, *, length: int | None) -> list[float]:
+    """`value` as a list of real numbers (not booleans), each finite in float32 (what the
+    tensors built from it hold), of `length` items when given; RecordError naming `name` else."""
+    if not isinstance(value, list):
+        raise RecordError(f'field "{name}" must be a list of numbers, got {type(value).__name__}')
+    if length is not None and len(value) != length:
+        raise RecordError(f'field "{name}" has {len(value)} values, expected {length}')
+    out = []
+    for i, x in enumerate(value):
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise RecordError(f'field "{name}[{i}]" must be a number, got {type(x).__name__}')
+        if not math.isfinite(x) or abs(x) > FLOAT32_MAX:
+            raise RecordError(f'field "{name}[{i}]" is not a finite (float32) number: {x!r}')
+        out.append(float(x))
+    return out
 
 
 def check_id(record: Record) -> str:

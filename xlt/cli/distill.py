@@ -13,7 +13,7 @@ from xlt.cli import teach as t
 def distill_cli(
     files: common.Files = None,
     out: t.Out = ...,
-    student: Annotated[Optional[str], typer.Option("--student", help="Student encoder: local dir, xlt checkpoint, built-in offline name (me5-small) or hub id.")] = None,
+    student: Annotated[Optional[str], typer.Option("--student", help="Student encoder: local dir, xlt checkpoint, built-in offline name (me5-small) or hub id. Default: the teacher's own base encoder (recorded by soft-label in `teacher.base`, or read from --teacher), else me5-small.")] = None,
     student_arch: Annotated[Optional[str], typer.Option("--student-arch", help="Or a small student trained from scratch: transformer, bilstm or cnn (~5 M parameters, BPE vocabulary from the distillation text).")] = None,
     vocab_size: Annotated[int, typer.Option("--vocab-size", min=16, help="BPE vocabulary size of a --student-arch student.")] = 10000,
     objective: Annotated[str, typer.Option("--objective", help="Weighted terms: kd, mse, hidden-kl, ce, pseudo; e.g. `kd=1,ce=0.5` or `ce=1,hidden-kl=0.1` (BERT-KLD's lambda is the hidden-kl weight).")] = "kd",
@@ -45,6 +45,7 @@ def distill_cli(
     adv_steps: t.AdvSteps = None,
     adv_lr: t.AdvLr = None,
     resume: t.Resume = False,
+    allow_pickle: common.AllowPickle = False,
     force: common.Force = False,
     on_error: common.OnError = "fail",
     quiet: common.Quiet = False,

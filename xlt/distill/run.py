@@ -15,7 +15,8 @@ from typing import Any
 
 from xlt import __version__, log
 from xlt.envinfo import versions
-from xlt.errors import InputError, UsageError
+from xlt.errors import InputError, UsageError, XltError
+from xlt.distill.softlabel import TeacherCheck, teacher_base
 from xlt.io import SkipReport
 from xlt.records import record_lang
 from xlt.train.data import Corpus, LabelSet, read_labelled
@@ -25,48 +26,27 @@ from xlt.train.teach import _Embeddable, load_base_classifier, load_dev
 STUDENT_SOURCES = "--student NAME (an encoder) or --student-arch transformer|bilstm|cnn (a small model from scratch)"
 
 
-def _teacher_tensors(corpus: Corpus, labels: LabelSet, *, need_hidden: bool) -> dict[str, Any]:
-    """Stored teacher outputs as tensors in the student's label order."""
+def _teacher_tensors(corpus: Corpus, labels: LabelSet, *, kind: str, need_hidden: bool) -> dict[str, Any]:
+    """Stored teacher outputs as tensors in the student's label order (every record was checked
+    by `TeacherCheck` while reading: same label names, `kind` values, finite numbers)."""
     import torch
 
-    logits, probs, hidden = [], [], []
-    have_logits = have_probs = have_hidden = True
+    rows, hidden = [], []
     for ex in corpus.examples:
-        t = ex.extra.get("teacher")
-        if not isinstance(t, dict):
-            raise InputError(f"record {ex.index + 1}: no teacher outputs (run xlt soft-label first, or pass --teacher CKPT)")
-        names = [str(x) for x in t.get("labels", labels.names)]
-        if sorted(names) != sorted(labels.names):
-            raise InputError(f"record {ex.index + 1}: teacher labels {names} differ from the student's {labels.names}")
-        order = [names.index(n) for n in labels.names]
-        lg, pr = t.get("logits"), t.get("probs")
-        have_logits &= isinstance(lg, list)
-        have_probs &= isinstance(pr, list)
-        if isinstance(lg, list):
-            logits.append([float(lg[i]) for i in order])
-        if isinstance(pr, list):
-            probs.append([float(pr[i]) for i in order])
+        t = ex.extra["teacher"]
+        names = [str(x) for x in t["labels"]]
+        values = t[kind]
+        rows.append([float(values[names.index(n)]) for n in labels.names])
         if need_hidden:
-            h = t.get("hidden")
-            have_hidden &= isinstance(h, list)
-            if isinstance(h, list):
-                hidden.append(h)
-    out: dict[str, Any] = {}
-    if have_logits:
-        out["teacher_logits"] = torch.tensor(logits, dtype=torch.float32)
-    elif have_probs:
-        out["teacher_probs"] = torch.tensor(probs, dtype=torch.float32)
-    else:
-        raise InputError("records need teacher logits or probs in every record")
+            hidden.append(t["hidden"])
+    out: dict[str, Any] = {f"teacher_{kind}": torch.tensor(rows, dtype=torch.float32)}
     if need_hidden:
-        if not have_hidden:
-            raise InputError("objective hidden-kl needs the teacher's hidden vectors: soft-label with --hidden, or pass --teacher CKPT")
         out["teacher_hidden"] = torch.tensor(hidden, dtype=torch.float32)
     return out
 
 
 def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bool, device: str,
-                    batch_size: int, labels: LabelSet | None) -> tuple[dict[str, Any], LabelSet, str, list[str]]:
+                    batch_size: int, labels: LabelSet | None) -> tuple[dict[str, Any], LabelSet, str, list[str], str | None]:
     """Run a frozen teacher once over every example's `src` view (or the example itself)."""
     import torch
 
@@ -85,6 +65,14 @@ def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bo
         texts.append(tuple(v[f] for f in fields))
     log.info(f"running the teacher {teacher} on {len(texts)} {'source views' if which != 'self' else 'records'}")
     out = clf.predict(texts, hidden=need_hidden)
+    import numpy as np
+
+    finite = np.isfinite(out.logits).all(axis=-1)
+    if need_hidden:
+        finite &= np.isfinite(out.hidden).all(axis=-1)
+    if not finite.all():
+        raise XltError(f"--teacher {teacher} produced non-finite outputs (NaN or Infinity) for "
+                       f"{int((~finite).sum())} of {len(texts)} records; refusing to train on them")
     tl = labels or clf.labels
     if sorted(tl.names) != sorted(clf.labels.names):
         raise UsageError(f"--labels {tl.names} differ from the teacher's {clf.labels.names}")
@@ -92,7 +80,7 @@ def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bo
     tensors = {"teacher_logits": torch.tensor(out.logits[:, order], dtype=torch.float32)}
     if need_hidden:
         tensors["teacher_hidden"] = torch.tensor(out.hidden, dtype=torch.float32)
-    return tensors, tl, clf.digest, clf.source_langs
+    return tensors, tl, clf.digest, clf.source_langs, teacher_base(clf)
 
 
 def distill_source_langs(corpus: Corpus, *, student_dir: str | None, teacher_langs: Sequence[str],
@@ -154,33 +142,53 @@ def distill(
     skipped: SkipReport | None = None,
 ) -> TrainResult:
     """Train a student on records and write the checkpoint directory `out`."""
+    from xlt.train.engine import check_run
+
+    check_run(out, cfg, force=force, resume=resume)  # before reading the records and running the teacher
+
     import torch
 
     from xlt.distill.losses import CombinedObjective, DistillBatch
     from xlt.distill.report import PseudoLabelReport
     from xlt.train.tokcache import cached_tokenize
 
-    if (student is None) == (student_arch is None):
-        raise UsageError(f"choose the student: {STUDENT_SOURCES}")
+    if student is not None and student_arch is not None:
+        raise UsageError(f"choose one student: {STUDENT_SOURCES}")
     combined = CombinedObjective(objective, temperature=temperature, min_confidence=min_confidence, balance=balance)
     need_hidden = "student_hidden" in combined.needs
     need_teacher = bool(combined.needs & {"teacher", "teacher_logits", "teacher_hidden"})
+    if need_teacher and teacher is None and "teacher_logits" in combined.needs:
+        need_kind = "logits"  # mse matches logits: stored probabilities will not do
+    else:
+        need_kind = None
     skipped = skipped if skipped is not None else SkipReport()
+    stored_check = TeacherCheck(labels, need_hidden=need_hidden) if need_teacher and teacher is None else None
     corpus = read_labelled(files, fields=fields, labels=labels, on_error=on_error, skipped=skipped, need_label=False,
-                           extra_keys=("teacher", "src", "langs"), allow_one_label=True)
+                           extra_keys=("teacher", "src", "langs"), allow_one_label=True, check=stored_check)
     teacher_digest = None
     teacher_langs: list[str] = []  # an online teacher's source languages
+    base: str | None = None  # the teacher's base encoder: the default student
     tensors: dict[str, Any] = {}
-    stored = [ex.extra.get("teacher") for ex in corpus.examples]
     if need_teacher and teacher is not None:
-        tensors, labels, teacher_digest, teacher_langs = _online_teacher(corpus, teacher, which=teacher_view, need_hidden=need_hidden,
-                                                          device=cfg.device, batch_size=64, labels=labels)
-    elif need_teacher:
-        if not isinstance(stored[0], dict):
-            raise InputError("the records carry no `teacher` outputs: pipe them through xlt soft-label, or pass --teacher CKPT")
-        labels = labels or LabelSet(stored[0].get("labels") or [])
-        tensors = _teacher_tensors(corpus, labels, need_hidden=need_hidden)
-        teacher_digest = stored[0].get("model")
+        tensors, labels, teacher_digest, teacher_langs, base = _online_teacher(
+            corpus, teacher, which=teacher_view, need_hidden=need_hidden, device=cfg.device, batch_size=64, labels=labels)
+    elif stored_check is not None:
+        assert stored_check.kind is not None and stored_check.values is not None
+        if need_kind and stored_check.kind != need_kind:
+            raise InputError(f"objective {combined.describe()['objective']} needs teacher logits and the records carry "
+                             "only probabilities: soft-label again (it stores both), or use kd")
+        labels = labels or LabelSet(stored_check.values)
+        tensors = _teacher_tensors(corpus, labels, kind=stored_check.kind, need_hidden=need_hidden)
+        teacher_digest, base = stored_check.model, stored_check.base
+    elif teacher is None:
+        base = next((ex.extra["teacher"].get("base") for ex in corpus.examples
+                     if isinstance(ex.extra.get("teacher"), dict) and isinstance(ex.extra["teacher"].get("base"), str)), None)
+    if student is None and student_arch is None:
+        from xlt.models.builtin import DEFAULT_MODEL
+
+        student = base or DEFAULT_MODEL
+        log.info(f"student: {student} ({'the teacher' + chr(39) + 's base encoder' if base else 'the built-in default'}; "
+                 f"choose another with {STUDENT_SOURCES})")
     if "labels" in combined.needs and all(ex.extra.get("_label") is None for ex in corpus.examples):
         raise InputError("objective ce needs gold labels, and no record has one")
     labels = labels or corpus.labels

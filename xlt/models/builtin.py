@@ -384,3 +384,7 @@ BUILTIN: dict[str, BuiltinSpec] = {
         usage={"pooling": "mean", "normalize": True},
     ),
 }
+
+#: The encoder a stage uses when none is named (teach's --model, distill's --student without a
+#: teacher that records its own base encoder).
+DEFAULT_MODEL = "me5-small"

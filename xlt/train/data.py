@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,11 +123,14 @@ def read_labelled(
     need_label: bool = True,
     extra_keys: Sequence[str] = (),
     allow_one_label: bool = False,
+    check: Callable[[Record], None] | None = None,
 ) -> Corpus:
     """Read every record of `sources` into examples (training needs all of its input).
 
     Text fields come from `fields` or the first record; labels from `labels` or the data.
-    Keys in `extra_keys` (e.g. `teacher`, `src`) are kept per example for distillation.
+    Keys in `extra_keys` (e.g. `teacher`, `src`) are kept per example for distillation. `check`
+    validates what else a stage needs of each record (raising RecordError), so such errors name
+    FILE:LINE and `--on-error skip` skips them.
     """
     chosen = fields
     raw: list[tuple[tuple[str, ...], Any, str, dict[str, Any]]] = []
@@ -145,6 +148,8 @@ def read_labelled(
                 labels.index(rec["label"])
             else:
                 label_key(rec["label"])
+        if check is not None:
+            check(rec)
 
     for where, rec in iter_located(sources, validate=validate, on_error=on_error, skipped=skipped):
         digest.update(where, rec)

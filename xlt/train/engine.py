@@ -7,8 +7,10 @@ embeddings, mixed precision, DDP (`torchrun`/`accelerate launch`; only rank 0 wr
 selection (keeps the best), periodic resumable state and atomic checkpoint output.
 
 Resumable state lives in `<out>.partial/` until the run completes: trainable weights, optimizer,
-scheduler, step/epoch/batch position, per-rank RNG states, best dev state and the log. `--resume`
-continues from it and ends with the same weights as an uninterrupted run with the same seed.
+scheduler, step/epoch/batch position, per-rank RNG states, best dev state and the log, stored
+without pickle (xlt.train.state). `--resume` continues from it and ends with the same weights as
+an uninterrupted run with the same seed. A non-finite loss stops the run with the state of the
+last finite step saved; SIGINT/SIGTERM save state and exit 130/143.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import contextlib
 import math
 import os
 import random
-import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -25,16 +26,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from xlt import log
-from xlt.errors import UsageError, XltError
+from xlt.errors import Interrupted, UsageError, XltError
 from xlt.io import atomic_path, check_output
 from xlt.train.checkpoint import save_checkpoint
 from xlt.train.data import length_grouped_batches
+from xlt.train.state import (LoopState, check_state, check_state_dir, has_legacy_state, has_state,
+                             make_state_dir, remove_state_dir)
 
 Objective = Callable[[Any, dict[str, Any]], tuple[Any, dict[str, float]]]
 BatchFn = Callable[[Sequence[int]], dict[str, Any]]
 DevFn = Callable[[Any], dict[str, Any]]
 
 PRECISIONS = ("auto", "no", "fp16", "bf16")
+
+
+class NonFiniteError(XltError):
+    """Training produced a non-finite loss or non-finite weights (exit 1)."""
 
 
 @dataclass
@@ -58,6 +65,10 @@ class TrainConfig:
     log_every: int = 50
 
     def check(self) -> None:
+        # NaN compares False with everything, so each bound below would let it through: check first.
+        for name in ("epochs", "lr", "warmup", "weight_decay", "max_grad_norm"):
+            if not math.isfinite(getattr(self, name)):
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number (got {getattr(self, name)})")
         if self.epochs <= 0 and not self.max_steps:
             raise UsageError("--epochs must be > 0 (or give --max-steps)")
         if self.max_steps is not None and self.max_steps < 1:
@@ -66,8 +77,18 @@ class TrainConfig:
             raise UsageError("--lr must be > 0")
         if not 0 <= self.warmup < 1:
             raise UsageError("--warmup is a fraction of the steps in [0, 1)")
+        if self.weight_decay < 0:
+            raise UsageError("--weight-decay must be >= 0")
+        if self.max_grad_norm < 0:
+            raise UsageError("--max-grad-norm must be >= 0 (0: no clipping)")
         if self.grad_accum < 1 or self.batch_size < 1:
             raise UsageError("--batch-size and --grad-accum must be >= 1")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise UsageError("--eval-every must be >= 1 (leave it out to evaluate after each epoch)")
+        if self.save_every < 0:
+            raise UsageError("--save-every must be >= 0 (0: save state only when interrupted)")
+        if self.log_every < 1:
+            raise UsageError("--log-every must be >= 1")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
 
@@ -129,7 +150,7 @@ class _Stopper:
     """SIGTERM/SIGINT (e.g. a cluster preemption) -> save state at the next step and stop."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signum = 0  # the signal received, 0 for none
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "_Stopper":
@@ -141,9 +162,10 @@ class _Stopper:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # second signal: stop now
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.signum:  # second signal: stop now, without waiting for the step to end
+            raise Interrupted(f"{signal.Signals(signum).name} again: stopped at once, without saving state "
+                              "(the last saved state, if any, is kept for --resume)", signum=signum)
+        self.signum = signum
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
@@ -154,18 +176,58 @@ def work_dir_for(out: str) -> str:
     return out.rstrip("/") + ".partial"
 
 
-def _trainable_state(model: Any) -> dict[str, Any]:
+def check_run(out: str, cfg: TrainConfig, *, force: bool, resume: bool) -> None:
+    """Everything about a run that needs no data and no model, so that a bad command fails in a
+    second instead of after reading, loading and tokenizing: the config, the output, the state
+    dir (`<out>.partial`) and, with `resume`, that a state is there to resume."""
+    cfg.check()
+    work = work_dir_for(out)
+    if resume:
+        if not has_state(work):
+            if has_legacy_state(work):
+                raise UsageError(f"--resume: {work} holds a state.pt of an older xlt, which is pickled and no longer "
+                                 "loaded (loading a pickle can run code); rerun without --resume to start over")
+            raise UsageError(f"--resume: no saved state at {work} (nothing to resume; run without --resume)")
+        check_state(work)
+    else:
+        check_output(out, force=force, what="checkpoint")
+        check_state_dir(work)
+
+
+# What a resumable state belongs to (manifest key -> how the user spells it): the state of another
+# model or label set must not continue this run.
+_OWNER = (("kind", "command"), ("base_model", "--model"), ("student", "--student"),
+          ("student_arch", "--student-arch"), ("labels", "labels"))
+
+
+def _owner(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {spelled: manifest[key] for key, spelled in _OWNER if key in manifest}
+
+
+def _nonfinite_parameters(model: Any) -> list[str]:
+    import torch
+
+    return [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+
+
+def _trainable_tensors(model: Any) -> dict[str, Any]:
     """Trainable parameters and buffers: what a resumed or best model needs beyond its base."""
     params = dict(model.named_parameters())
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-            if k not in params or params[k].requires_grad}
+    return {k: v for k, v in model.state_dict().items() if k not in params or params[k].requires_grad}
+
+
+def _trainable_state(model: Any) -> dict[str, Any]:
+    return {k: v.detach().cpu().clone() for k, v in _trainable_tensors(model).items()}
 
 
 def _rng_state() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # numpy's key array as a list: the state is saved as tensors + JSON, never pickled
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -176,7 +238,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     import torch
 
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -209,14 +272,8 @@ def train(
 
     from xlt.hf import resolve_device
 
-    cfg.check()
+    check_run(out, cfg, force=force, resume=resume)  # again: train() is also called from Python
     work = work_dir_for(out)
-    state_file = os.path.join(work, "state.pt")
-    if resume:
-        if not os.path.isfile(state_file):
-            raise UsageError(f"--resume: no saved state at {work} (nothing to resume; run without --resume)")
-    else:
-        check_output(out, force=force, what="checkpoint")
 
     device = resolve_device(cfg.device)
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=_mixed_precision(cfg, device))
@@ -226,9 +283,21 @@ def train(
         log.state.quiet = True
     if world > 1:
         log.info(f"distributed: {world} processes ({accelerator.distributed_type}), rank {rank}")
-    if not resume and os.path.isdir(work) and is_main:
-        shutil.rmtree(work)  # a stale partial run of an earlier invocation: start over
+    if not resume and os.path.lexists(work) and is_main:
+        # A stale partial run of an earlier invocation: start over. Only xlt's own files go, and
+        # only from a dir xlt recognisably made (checked again: it may have changed since).
+        check_state_dir(work)
+        remove_state_dir(work)
     accelerator.wait_for_everyone()
+
+    def agree(*flags: int) -> list[int]:
+        """The largest of each flag over all ranks, so every rank takes the same branch (a rank
+        that stopped alone would leave the others waiting in a collective forever)."""
+        if world == 1:
+            return list(flags)
+        t = torch.tensor(flags, dtype=torch.int64, device=accelerator.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return [int(x) for x in t.tolist()]
 
     if cfg.freeze_embeddings:
         n = freeze_input_embeddings(model)
@@ -255,40 +324,40 @@ def train(
     best_state: dict[str, Any] | None = None
     history: list[dict[str, Any]] = []
     train_log: list[dict[str, Any]] = []
+    owner = _owner(manifest)
     if resume:
-        saved = torch.load(state_file, map_location="cpu", weights_only=False)
-        if saved.get("inputs") != manifest.get("inputs"):
+        saved = LoopState.load(work)
+        saved.check_fits(owner=owner, where=work,
+                         trainable={k: list(v.shape) for k, v in _trainable_tensors(model).items()})
+        if saved.inputs != manifest.get("inputs"):
             raise UsageError(f"--resume: the input data differ from the interrupted run's ({work}); resume with the same files")
-        if saved["world"] != world:
-            raise UsageError(f"--resume: the state was saved by {saved['world']} process(es), this run has {world}")
-        missing = model.load_state_dict(saved["model"], strict=False)
-        if missing.unexpected_keys:
-            raise XltError(f"--resume: saved state does not fit the model ({missing.unexpected_keys[:3]})")
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        step, epoch, batch_pos, seen, train_time = (saved[k] for k in ("step", "epoch", "batch_pos", "seen", "train_time"))
-        best, best_state, history, train_log = saved["best"], saved["best_state"], saved["history"], saved["log"]
-        _set_rng_state(saved["rng"][rank])
+        if saved.world != world:
+            raise UsageError(f"--resume: the state was saved by {saved.world} process(es), this run has {world}")
+        model.load_state_dict(saved.model, strict=False)
+        optimizer.load_state_dict(saved.optimizer)
+        scheduler.load_state_dict(saved.scheduler)
+        step, epoch, batch_pos, seen, train_time = saved.step, saved.epoch, saved.batch_pos, saved.seen, saved.train_time
+        best, best_state, history, train_log = saved.best, saved.best_state, saved.history, saved.log
+        _set_rng_state(saved.rng[rank])
         log.info(f"resumed from {work} at step {step}/{total_steps} (epoch {epoch + 1}, batch {batch_pos})")
+        del saved
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     if is_main:
-        os.makedirs(work, exist_ok=True)
+        make_state_dir(work)
 
-    def save_state() -> None:
-        rng = accelerator.gather_for_metrics([_rng_state()], use_gather_object=True) if world > 1 else [_rng_state()]
+    def save_state(rng_now: dict[str, Any] | None = None) -> None:
+        """Save the resumable state (every rank must call this: the RNG states are gathered)."""
+        own = rng_now if rng_now is not None else _rng_state()
+        rng = accelerator.gather_for_metrics([own], use_gather_object=True) if world > 1 else [own]
         if not is_main:
             return
-        payload = {
-            "model": _trainable_state(unwrapped), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch, "batch_pos": batch_pos,
-            "seen": seen, "train_time": train_time, "best": best, "best_state": best_state,
-            "history": history, "log": train_log, "rng": rng, "world": world, "config": asdict(cfg),
-            "inputs": manifest.get("inputs"),
-        }
-        tmp = state_file + ".tmp"
-        torch.save(payload, tmp)
-        os.replace(tmp, state_file)
+        LoopState(
+            owner=owner, world=world, step=step, epoch=epoch, batch_pos=batch_pos, seen=seen, train_time=train_time,
+            model=_trainable_state(unwrapped), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+            rng=rng, best=best, best_state=best_state, history=history, log=train_log, config=asdict(cfg),
+            inputs=manifest.get("inputs"),
+        ).save(work)
 
     def run_dev() -> None:
         nonlocal best, best_state
@@ -313,6 +382,7 @@ def train(
     n_epochs = math.ceil(total_steps / updates_per_epoch)
     loss_sum, loss_n, terms_sum = 0.0, 0, {}
     interval_start, interval_seen = time.monotonic(), 0
+    seen_at_step = seen
     with _Stopper() as stopper:
         while step < total_steps and epoch < n_epochs:
             batches = length_grouped_batches(lengths, batch_size=cfg.batch_size, seed=cfg.seed + epoch)
@@ -321,7 +391,13 @@ def train(
             mine = batches[rank::world]
             micro = batch_pos
             t0 = time.monotonic()
+            window_rng: dict[str, Any] | None = None
+            bad_loss: float | None = None
             for bi in range(batch_pos, len(mine)):
+                if window_rng is None:
+                    # The RNG as the last optimizer step left it: if this accumulation window's
+                    # loss is not finite, the saved state must not include its draws either.
+                    window_rng = _rng_state()
                 rows = mine[bi]
                 batch = {k: (v.to(accelerator.device) if hasattr(v, "to") else v) for k, v in make_batch(rows).items()}
                 is_update = (bi + 1) % cfg.grad_accum == 0 or bi + 1 == len(mine)
@@ -330,15 +406,35 @@ def train(
                     with accelerator.autocast():
                         loss, terms = objective(model, batch)
                     accelerator.backward(loss / cfg.grad_accum)
-                loss_sum += float(loss.detach())
-                loss_n += 1
-                for k, v in terms.items():
-                    terms_sum[k] = terms_sum.get(k, 0.0) + float(v)
+                loss_value = float(loss.detach())
+                if math.isfinite(loss_value):
+                    loss_sum += loss_value
+                    loss_n += 1
+                    for k, v in terms.items():
+                        terms_sum[k] = terms_sum.get(k, 0.0) + float(v)
+                elif bad_loss is None:
+                    bad_loss = loss_value
                 seen += len(rows) * world
                 interval_seen += len(rows) * world
                 micro += 1
-                if not is_update:
+                # A lone process stops at its first bad micro-batch; under DDP the ranks must
+                # first meet at the step (no_sync micro-batches have no collective to agree in).
+                if not is_update and not (world == 1 and bad_loss is not None):
                     continue
+                nonfinite, stop_signal = agree(int(bad_loss is not None), stopper.signum)
+                if nonfinite:
+                    optimizer.zero_grad(set_to_none=True)  # nothing of this window is applied
+                    seen = seen_at_step
+                    train_time += time.monotonic() - t0
+                    what = (f"the loss is {bad_loss}" if bad_loss is not None else "the loss is not finite (on another process)")
+                    what += f" at step {step + 1} (epoch {epoch + 1}, batch {bi + 1})"
+                    if _nonfinite_parameters(unwrapped):  # identical on every rank under DDP
+                        raise NonFiniteError(f"{what}, and the weights were already not finite (training diverged: "
+                                             "lower --lr); no state saved")
+                    save_state(window_rng)
+                    raise NonFiniteError(f"{what}: stopped before applying that batch; the state after step {step} is "
+                                         f"saved in {work} (rerun with --resume to continue from it once the cause is "
+                                         "fixed: a non-finite or huge input value, or a too high --lr)")
                 if cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
                 optimizer.step()
@@ -346,6 +442,8 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 batch_pos = bi + 1
+                seen_at_step = seen
+                window_rng = None
                 if step % cfg.log_every == 0 or step == total_steps:
                     elapsed = time.monotonic() - interval_start
                     entry = {"step": step, "loss": round(loss_sum / max(loss_n, 1), 5),
@@ -361,12 +459,13 @@ def train(
                     run_dev()
                     t0 = time.monotonic()
                     interval_start = time.monotonic()
-                if stopper.requested or (cfg.save_every and step % cfg.save_every == 0 and not done):
+                if stop_signal or (cfg.save_every and step % cfg.save_every == 0 and not done):
                     train_time += time.monotonic() - t0
                     save_state()
                     t0 = time.monotonic()
-                    if stopper.requested:
-                        raise XltError(f"interrupted at step {step}; state saved in {work}: rerun the same command with --resume")
+                    if stop_signal:
+                        raise Interrupted(f"interrupted by {signal.Signals(stop_signal).name} at step {step}; state saved "
+                                          f"in {work}: rerun the same command with --resume", signum=stop_signal)
                 if done:
                     break
             else:
@@ -383,9 +482,14 @@ def train(
         best=best, dev_history=history, log=train_log, world_size=world,
     )
     accelerator.wait_for_everyone()
+    if is_main and best_state is not None:
+        unwrapped.load_state_dict(best_state, strict=False)
+    # A checkpoint of NaN weights predicts nothing and would poison what is built on it.
+    bad = _nonfinite_parameters(unwrapped) if is_main else []
+    if agree(int(bool(bad)))[0]:
+        detail = f"{len(bad)} weight tensor(s) are not finite (first: {bad[0]})" if bad else "the weights are not finite"
+        raise NonFiniteError(f"refusing to write {out}: {detail}; training diverged (lower --lr, or check the inputs)")
     if is_main:
-        if best_state is not None:
-            unwrapped.load_state_dict(best_state, strict=False)
         manifest = dict(manifest)
         manifest["training"] = {
             "config": asdict(cfg), "resolved": {"device": str(accelerator.device), "mixed_precision": accelerator.mixed_precision,
@@ -397,7 +501,8 @@ def train(
         manifest["dev"] = {"metric": dev_metric, "history": history, "best": best} if dev is not None else None
         with atomic_path(out, force=force or resume, what="checkpoint", is_dir=True) as tmp:
             save_checkpoint(unwrapped, tokenizer, tmp, manifest)
-        shutil.rmtree(work, ignore_errors=True)
+        if not remove_state_dir(work):
+            log.warn(f"kept {work}: it holds files xlt did not write")
         log.info(f"wrote {out} ({step} steps, {result.examples_per_second:.1f} examples/s)")
     accelerator.wait_for_everyone()
     return result

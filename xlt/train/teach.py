@@ -78,8 +78,11 @@ def load_base_classifier(model_name: str, labels: LabelSet, *, option: str = "--
     config.num_labels = len(labels)
     config.id2label = id2label
     config.label2id = {name: i for i, name in id2label.items()}
+    from xlt.hf import safe_load_kwargs
+
     model = AutoModelForSequenceClassification.from_pretrained(resolved, config=config,
-                                                               ignore_mismatched_sizes=not same_head)
+                                                               ignore_mismatched_sizes=not same_head,
+                                                               **safe_load_kwargs(resolved, option=option))
     tokenizer = AutoTokenizer.from_pretrained(resolved)
     return model, tokenizer, resolved
 
@@ -101,6 +104,10 @@ def teach(
     skipped: SkipReport | None = None,
 ) -> TrainResult:
     """Fine-tune `model` on `train_files` and write the checkpoint directory `out`."""
+    from xlt.train.engine import check_run
+
+    check_run(out, cfg, force=force, resume=resume)  # before reading, loading and tokenizing anything
+
     import torch
 
     from xlt.train.tokcache import cached_tokenize
