@@ -201,3 +201,31 @@ def test_predictions_file_is_a_frozen_model(tiny_classifier, tmp_path):
     assert r.returncode == 2 and "same records in the same order" in r.stderr.decode()
     r = run_xlt("eval", "--model", str(src), str(src))
     assert r.returncode == 2 and "predictions file" in r.stderr.decode()
+
+
+def test_eval_defaults_to_the_models_own_outputs(tiny_classifier, tmp_path):
+    """A published number must not depend on the engine: eval's default (ct2, no --compute-type) is
+    float32 and predicts what torch predicts; int8 is there when asked for, and named."""
+    recs = [{"id": str(i), "lang": "en", "premise": p, "hypothesis": h, "label": ["entailment", "neutral", "contradiction"][i % 3]}
+            for i, (p, h) in enumerate([("a man sits in the park", "a dog runs"), ("the cat sleeps", "a man"),
+                                        ("x", "y"), ("the old woman reads a book", "she reads")] * 3)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    env = {"XLT_HOME": str(tmp_path / "home")}
+
+    def run(name: str, *opts: str) -> tuple[dict, list]:
+        preds = tmp_path / f"{name}.pred.jsonl"
+        r = run_xlt("eval", "--model", tiny_classifier, *opts, "--threads", "1", "--predictions", str(preds),
+                    str(data), env=env)
+        assert r.returncode == 0, r.stderr.decode()
+        return json.loads(r.stdout), [json.loads(x)["pred"] for x in preds.read_text().splitlines()]
+
+    default, got = run("default")
+    torch_rep, ref = run("torch", "--engine", "torch")
+    assert default["signature"]["engine"] == "ct2:float32" and torch_rep["signature"]["engine"] == "torch"
+    assert [p["label"] for p in got] == [p["label"] for p in ref]
+    for a, b in zip(got, ref):
+        assert a["probs"] == pytest.approx(b["probs"], abs=1e-4)
+    assert default["languages"] == torch_rep["languages"]
+    int8, _ = run("int8", "--compute-type", "int8")
+    assert int8["signature"]["engine"] == "ct2:int8+float32<0.03"

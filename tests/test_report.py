@@ -137,7 +137,9 @@ def test_different_data_is_warned(tmp_path, capsys):
     assert "scored on different data" in capsys.readouterr().err
 
 
-def test_training_information_from_the_checkpoint(xlt, tmp_path, tiny_bert):
+def test_training_information_from_the_eval_report(xlt, tmp_path, tiny_bert):
+    """eval records how the checkpoint was trained in its signature; report shows it from there
+    (the checkpoint may be gone by then)."""
     train = tmp_path / "train.jsonl"
     rows = [{"id": str(i), "lang": "en", "premise": "a man sits", "hypothesis": "a dog runs",
              "label": ["entailment", "neutral", "contradiction"][i % 3]} for i in range(12)]
@@ -147,30 +149,58 @@ def test_training_information_from_the_checkpoint(xlt, tmp_path, tiny_bert):
                "--out", str(ckpt), "--quiet")
     assert proc.returncode == 0, proc.stderr.decode()
     rep = tmp_path / "r.json"
-    assert xlt("eval", "--model", str(ckpt), str(train), "-o", str(rep), "--quiet").returncode == 0
+    proc = xlt("eval", "--model", str(ckpt), "--compare", str(ckpt), str(train), "-o", str(rep), "--quiet")
+    assert proc.returncode == 0, proc.stderr.decode()
+    sig = json.loads(rep.read_text())["signature"]
+    assert sig["training"]["seed"] == 5 and sig["training"]["kind"] == "teach"
+    assert sig["compare_training"] == sig["training"]
+    # the digest teach stored in xlt.json is the one eval used (read back, not recomputed)
+    assert sig["model_digest"] == json.loads((ckpt / "xlt.json").read_text())["content_digest"]["value"]
+    import shutil
+
+    shutil.rmtree(ckpt)
     out, md = tmp_path / "results.json", tmp_path / "results.md"
     proc = xlt("report", f"m={rep}", "-o", str(out), "--markdown", str(md))
     assert proc.returncode == 0, proc.stderr.decode()
     t = json.loads(out.read_text())["systems"][0]["training"]
     assert t["seed"] == 5 and t["steps"] == 3 and t["kind"] == "teach" and t["examples_seen"] == 12
-    assert t["train_seconds"] >= 0
+    assert t["train_seconds"] >= 0 and t["checkpoint"] == str(ckpt)
     assert "| m | " in md.read_text() and "| 5 | 3 |" in md.read_text()
+    assert "recorded them in each report's signature" in md.read_text()
     assert "| m | " in proc.stderr.decode()  # the table on stderr
-    # the eval report's model path is relative: found from another working directory via the
-    # report's parents; a changed checkpoint (another digest) gives no training information
-    rel = tmp_path / "rel.json"
-    data = json.loads(rep.read_text())
-    data["signature"]["model"] = "m.ckpt"
-    rel.write_text(json.dumps(data))
-    sub = tmp_path / "sub"
-    sub.mkdir()
-    proc = xlt("report", f"m={rel}", cwd=str(sub))
-    assert json.loads(proc.stdout)["systems"][0]["training"]["seed"] == 5
-    data["signature"]["model_digest"] = "sha256:0000"
-    rel.write_text(json.dumps(data))
-    proc = xlt("report", f"m={rel}", cwd=str(sub))
-    assert json.loads(proc.stdout)["systems"][0]["training"] is None
-    assert "changed since" in proc.stderr.decode()
+
+
+def test_report_reads_only_the_named_reports(tmp_path):
+    """A report's contents never make `report` open another path: signature.model naming a
+    checkpoint dir with an xlt.json (and no digest to check) is not read."""
+    import sys
+
+    ckpt = tmp_path / "m.ckpt"
+    ckpt.mkdir()
+    (ckpt / "xlt.json").write_text(json.dumps({"kind": "teach", "seed": 5, "training": {"steps": 3}}))
+    (ckpt / "config.json").write_text("{}")
+    old = eval_report({"en": 0.8}, model=str(ckpt), digest=None)  # made before eval recorded training
+    new = eval_report({"en": 0.8}, model=str(ckpt), digest=None)
+    new["signature"]["training"] = {"kind": "teach", "seed": 9, "steps": 4, "train_seconds": 60.0}
+    paths = [write(tmp_path, "old.json", old), write(tmp_path, "new.json", new)]
+    opened: list[str] = []
+    watching = [True]
+
+    def hook(event: str, args: tuple) -> None:
+        if watching[0] and event in ("open", "os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            opened.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(hook)  # audit hooks cannot be removed: `watching` turns this one off
+    try:
+        s = summarize(load_named([f"old={paths[0]}", f"new={paths[1]}"]))
+    finally:
+        watching[0] = False
+    assert [p for p in opened if p.startswith(str(tmp_path))] == paths
+    old_sys, new_sys = s["systems"]
+    assert old_sys["training"] is None
+    assert new_sys["training"] == {"checkpoint": str(ckpt), "kind": "teach", "seed": 9, "steps": 4, "train_seconds": 60.0}
+    md = to_markdown(s)
+    assert "| new | 80.0 | 80.0 | 9 | 4 | 1.0m |" in md and "| old | 80.0 | 80.0 | – | – | – |" in md
 
 
 # --- the command contract ------------------------------------------------------------------------

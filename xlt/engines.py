@@ -1,8 +1,8 @@
 """Inference engines for sequence classifiers: torch, or a CTranslate2 encoder plus the head.
 
-`--engine ct2` runs the checkpoint's transformer encoder with CTranslate2 (int8 on CPU, float16
-on GPU by default) and applies the classification head in numpy, in float32, from the
-checkpoint's own weights, so logits match the torch model up to the encoder's quantization:
+`--engine ct2` runs the checkpoint's transformer encoder with CTranslate2 and applies the
+classification head in numpy, in float32, from the checkpoint's own weights, so logits match the
+torch model up to the encoder's compute type:
 
   BERT                     tanh(pooler.dense(h0)) -> classifier
   XLM-R / RoBERTa / CamemBERT  tanh(classifier.dense(h0)) -> classifier.out_proj
@@ -10,19 +10,27 @@ checkpoint's own weights, so logits match the torch model up to the encoder's qu
 
 where h0 is the final first-token hidden vector (also what `--hidden` returns). The encoder is
 converted once with CTranslate2's `TransformersConverter` into the xlt cache
-(`$XLT_HOME/encoders/`, default `~/.cache/xlt/encoders/`), keyed by the checkpoint's weight
-digest and the compute type, written to a temporary directory and renamed when complete (as the
+(`$XLT_HOME/encoders/`, default `~/.cache/xlt/encoders/`), keyed by the checkpoint's content
+digest (`xlt.digest.dir_digest`: every byte of its files, so a model changed in place is converted
+again) and the compute type, written to a temporary directory and renamed when complete (as the
 translation models are), so parallel jobs never see half a model. `auto` picks ct2 whenever the
 model can run there (a local checkpoint of a family above with safetensors weights, and
 ctranslate2 installed), else torch; small xlt students (`xlt-small`) always run in torch.
+
+Which compute type runs when none is given (`default_compute_type`): `exact` callers (eval,
+whose numbers are published) get float32 on CPU and GPU, the model's own outputs to ~1e-6;
+float16 is not the GPU default until its argmax agreement with float32 is measured >= 99.9 %
+(no GPU here yet). Other callers (soft-label) get the fast type: int8 on CPU (near-ties re-scored,
+below), float16 on GPU.
 
 Near-ties are re-scored exactly. int8 moves a record's logits a little (max |probability
 difference| ~0.1 on XNLI), which flips the argmax only where the top two classes are close: with
 an int8 (or int16) compute type, every record whose top-2 probability margin is below
 `rescore_margin` (default 0.03, `--rescore-margin`; 0 turns it off) is run again on the float32
-encoder (float16 on GPU; converted and loaded on first need) and takes those outputs. On 5,000
-XNLI dev records with an me5-small checkpoint this re-scores 5 % of them and lifts argmax
-agreement with torch float32 from 96.9 % to 98.8 % for 8 % more time (RESULTS.md).
+encoder (converted and loaded on first need) and takes those outputs. On 5,000 XNLI dev records
+with an me5-small checkpoint this re-scores 5 % of them and lifts argmax agreement with torch
+float32 from 96.9 % to 98.8 % for 8 % more time (RESULTS.md): what soft-label's fast default
+trades; eval's exact default agrees with torch float32.
 """
 
 from __future__ import annotations
@@ -65,7 +73,7 @@ FAMILIES: dict[str, Family] = {
 
 
 def encoders_root() -> str:
-    from xlt.mt.model import xlt_home
+    from xlt.models import xlt_home
 
     return os.path.join(xlt_home(), "encoders")
 
@@ -135,18 +143,23 @@ def choose_engine(engine: str, path: str, *, option: str = "--model", name: str 
     return "torch"
 
 
-def default_compute_type(device: str) -> str:
-    """int8 on CPU, float16 on GPU (falling back to what the device supports)."""
+def default_compute_type(device: str, *, exact: bool) -> str:
+    """The compute type when none is given: float32 when `exact` (the model's own outputs; float16
+    on GPU is unmeasured), else the fast one: int8 on CPU, float16 on GPU (falling back to what
+    the device supports)."""
     import ctranslate2
 
+    if exact:
+        return "float32"
     supported = ctranslate2.get_supported_compute_types(device)
     prefs = ("int8", "int8_float32", "float32") if device == "cpu" else ("float16", "int8_float16", "float32")
     return next((c for c in prefs if c in supported), "float32")
 
 
 def exact_compute_type(device: str) -> str:
-    """The compute type near-ties are re-scored in: float32 on CPU, float16 on GPU."""
-    return "float32" if device == "cpu" else "float16"
+    """The compute type near-ties are re-scored in: float32 on every device (float16's agreement
+    with float32 is unmeasured)."""
+    return "float32"
 
 
 def check_rescore_margin(margin: float | None) -> float | None:
@@ -177,6 +190,8 @@ def check_compute_type(compute_type: str, device: str) -> str:
 
 
 def cache_dir_for(path: str, digest: str, compute_type: str) -> str:
+    """The cache dir of `path`'s encoder: `digest` is its `xlt.digest.dir_digest` (content, not names
+    or times), so an edited model never reuses the old model's conversion."""
     key = hashlib.sha256(f"{digest}\0{compute_type}".encode()).hexdigest()[:16]
     slug = re.sub(r"[^\w.-]+", "-", os.path.basename(os.path.abspath(path))) or "model"
     return os.path.join(encoders_root(), f"{slug}-{compute_type}-{key}")
@@ -292,7 +307,7 @@ class CT2Encoder:
     """
 
     def __init__(self, path: str, *, digest: str, device: str = "auto", compute_type: str | None = None,
-                 threads: int = 0, rescore_margin: float | None = None) -> None:
+                 exact: bool = False, threads: int = 0, rescore_margin: float | None = None) -> None:
         from xlt.mt.translator import default_threads, resolve_device
 
         if threads < 0:
@@ -302,10 +317,14 @@ class CT2Encoder:
         self.path, self.digest = path, digest
         self.family = FAMILIES[cfg["model_type"]]
         self.device, self.device_index = resolve_device(device)
-        self.compute_type = check_compute_type(compute_type, self.device) if compute_type else default_compute_type(self.device)
+        self.compute_type = (check_compute_type(compute_type, self.device) if compute_type
+                             else default_compute_type(self.device, exact=exact))
+        quantized = self.compute_type.startswith("int")
+        if rescore_margin and not quantized:
+            raise UsageError(f"--rescore-margin re-scores the near-ties of an int8/int16 compute type; {self.compute_type} "
+                             "has none (add --compute-type int8, or drop --rescore-margin)")
         self.threads = threads or default_threads()
         self.head = load_head(path, self.family)
-        quantized = self.compute_type.startswith("int")
         margin = DEFAULT_RESCORE_MARGIN if rescore_margin is None else rescore_margin
         self.rescore_margin = margin if quantized else 0.0
         self.exact_type = exact_compute_type(self.device) if self.rescore_margin > 0 else None

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xlt.errors import UsageError
-from xlt.records import Record
-from xlt.train.checkpoint import manifest_source_langs, model_digest, read_manifest
+from xlt.errors import RecordError, UsageError
+from xlt.records import Record, finite_numbers
+from xlt.train.checkpoint import manifest_source_langs, read_manifest
 from xlt.train.data import Encoded, LabelSet, sorted_batches, tokenize
 
 
@@ -95,7 +95,9 @@ def load_model_dir(path: str, *, option: str = "--model") -> tuple[Any, Any, dic
     resolved = resolve_model(path, option=option)
     manifest = read_manifest(resolved) if os.path.isdir(resolved) else {}
     register_small_students(resolved)
-    model = AutoModelForSequenceClassification.from_pretrained(resolved)
+    from xlt.hf import safe_load_kwargs
+
+    model = AutoModelForSequenceClassification.from_pretrained(resolved, **safe_load_kwargs(resolved, option=option))
     tokenizer = AutoTokenizer.from_pretrained(resolved)
     return model, tokenizer, manifest
 
@@ -105,12 +107,15 @@ class Classifier:
 
     `engine` is torch, ct2 (the encoder on CTranslate2 with the head in numpy, see xlt.engines)
     or auto (ct2 when the model can run there, else torch); `engine` then names the one used.
-    With ct2 the torch model is never loaded.
+    With ct2 the torch model is never loaded. Without `compute_type`, ct2 runs float32 when `exact`
+    (the model's own outputs: what eval publishes), else its fast type (int8 on CPU with near-ties
+    re-scored, float16 on GPU: soft-label's trade, see xlt.engines).
     """
 
     def __init__(self, path: str, *, device: str = "auto", batch_size: int = 64,
                  max_length: int | None = None, option: str = "--model", engine: str = "torch",
-                 compute_type: str | None = None, threads: int = 0, rescore_margin: float | None = None) -> None:
+                 compute_type: str | None = None, exact: bool = False, threads: int = 0,
+                 rescore_margin: float | None = None) -> None:
         from xlt.engines import check_rescore_margin, choose_engine
 
         self.path = path
@@ -133,7 +138,8 @@ class Classifier:
             from xlt.engines import CT2Encoder
 
             self.runner = CT2Encoder(resolved, digest=self._digest_of(resolved), device=device,
-                                     compute_type=compute_type, threads=threads, rescore_margin=rescore_margin)
+                                     compute_type=compute_type, exact=exact, threads=threads,
+                                     rescore_margin=rescore_margin)
             self.device = self.runner.device
             self.compute_type = self.runner.compute_type
         else:
@@ -157,13 +163,16 @@ class Classifier:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def _digest_of(self, resolved: str) -> str:
-        self._digest = model_digest(resolved)
+        from xlt.digest import dir_digest
+
+        self._digest = dir_digest(resolved)
         return self._digest
 
     @property
     def digest(self) -> str:
+        """The model's content digest (`xlt.digest.dir_digest`), `hub:<id>` for a hub model."""
         if self._digest is None:
-            self._digest = model_digest(self.resolved) if os.path.isdir(self.resolved) else f"hub:{self.path}"
+            self._digest = self._digest_of(self.resolved) if os.path.isdir(self.resolved) else f"hub:{self.path}"
         return self._digest
 
     @property
@@ -259,17 +268,24 @@ class Predicted:
             where, rec = self._next()
             pred = rec.get("pred")
             values = set(v for v in rec.values() if isinstance(v, str))
-            if not isinstance(pred, dict) or not isinstance(pred.get("probs"), list) or len(pred["probs"]) != len(self.labels):
-                raise InputError(f'{where}: field "pred" must hold {len(self.labels)} "probs"')
+            if not isinstance(pred, dict):
+                raise InputError(f'{where}: missing field "pred" (a predictions file from xlt eval --predictions)')
+            try:
+                probs = finite_numbers(pred.get("probs"), "pred.probs", length=len(self.labels))
+            except RecordError as exc:
+                raise InputError(f"{where}: {exc}") from None
+            if any(p < 0 or p > 1 for p in probs):
+                raise InputError(f'{where}: field "pred.probs" must be probabilities in [0, 1]')
             if not all(t in values for t in text):
                 raise UsageError(f"{where}: this prediction is for another record than the input's {i + 1}th "
                                  f"of its chunk: {self.option} needs predictions of the same records in the same order")
-            logits[i] = np.log(np.clip(np.asarray(pred["probs"], dtype=np.float64), 1e-12, None))
+            logits[i] = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
         return Outputs(logits)
 
 
 def load_classifier(path: str, *, option: str = "--model", **run: Any) -> Any:
-    """A model directory/name/hub id (`Classifier`), or a predictions file (`Predicted`)."""
+    """A model directory/name/hub id (`Classifier`, `run` its keyword options: engine,
+    compute_type, exact, ...), or a predictions file (`Predicted`)."""
     if os.path.isfile(path):
         return Predicted(path, option=option)
     return Classifier(path, option=option, **run)

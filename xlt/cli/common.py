@@ -72,14 +72,22 @@ Shard = Annotated[
     Optional[str],
     typer.Option("--shard", help="Process only shard K of N (1-based, round robin over input records), e.g. `3/8`."),
 ]
+def _allow_pickle(value: bool) -> bool:
+    from xlt.hf import allow_pickle
+
+    allow_pickle(value)
+    return value
+
+
+AllowPickle = Annotated[bool, typer.Option("--allow-pickle", callback=_allow_pickle, help="Also load models whose weights are Python pickles (pytorch_model.bin), which can run code when loaded. Off: safetensors only.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Records per batch.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 # Classifier inference engines (soft-label, eval): xlt.engines
 Engine = Annotated[str, typer.Option("--engine", help="torch, ct2 (CTranslate2 encoder + the checkpoint's own head: BERT, XLM-R, RoBERTa, DistilBERT) or auto (ct2 when the model can run there, else torch).")]
-EngineComputeType = Annotated[Optional[str], typer.Option("--compute-type", help="CTranslate2 compute type (int8, int8_float32, int8_float16, float16, bfloat16, float32). Default: int8 on CPU, float16 on GPU.")]
+EngineComputeType = Annotated[Optional[str], typer.Option("--compute-type", help="CTranslate2 compute type (int8, int8_float32, int8_float16, float16, bfloat16, float32). Default: eval float32 (the model's own outputs; on GPU too until float16's agreement is measured >= 99.9 %); soft-label int8 on CPU (near-ties re-scored, ~98.8 % argmax agreement with float32), float16 on GPU.")]
 EngineThreads = Annotated[int, typer.Option("--threads", min=0, help="CPU threads (CTranslate2 intra-op threads, or torch's); 0: every core this process may use for ct2, torch's default for torch.")]
-RescoreMargin = Annotated[Optional[float], typer.Option("--rescore-margin", parser=probability, help="ct2 int8: re-run records whose top-2 probability margin is below this on the float32 encoder (float16 on GPU), so near-ties match torch. 0: off. Default 0.03.")]
+RescoreMargin = Annotated[Optional[float], typer.Option("--rescore-margin", parser=probability, help="ct2 int8/int16 only: re-run records whose top-2 probability margin is below this on the float32 encoder, so near-ties match torch. 0: off. Default 0.03.")]
 
 
 @contextlib.contextmanager

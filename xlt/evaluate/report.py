@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from xlt import __version__, log
-from xlt.errors import InputError, RecordError
+from xlt.errors import InputError, RecordError, XltError
 from xlt.evaluate.metrics import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
 from xlt.io import dumps
 from xlt.records import Record, check_text, field_langs, infer_fields, record_lang
@@ -49,7 +49,16 @@ def score_records(
     def flush() -> None:
         texts = [tuple(r[f] for f in chosen) for _, r in buf]
         outs = [c.predict(texts) for c in classifiers]
+        import numpy as np
+
         from xlt.infer import softmax
+
+        for c, out in zip(classifiers, outs):
+            finite = np.isfinite(out.logits).all(axis=-1)
+            if not finite.all():
+                where = buf[int(np.argmin(finite))][0]
+                raise XltError(f"{c.path} produced non-finite outputs (NaN or Infinity) for {where}; "
+                               "nothing is scored from a broken model")
 
         for i, (where, rec) in enumerate(buf):
             lang = record_lang(rec)
@@ -93,6 +102,23 @@ def score_records(
     if buf:
         flush()
     return scored, chosen or ()
+
+
+class EvalInputCheck:
+    """`validate` for the reader: a record's text fields and its label (when it has one) must fit
+    the model, so `--on-error skip` skips such records like any other bad input. The text fields
+    are `fields`, else the model's, else inferred from the first good record."""
+
+    def __init__(self, labels: Any, fields: tuple[str, ...] | None) -> None:
+        self.labels = labels
+        self.fields = fields
+
+    def __call__(self, rec: Record) -> None:
+        fields = self.fields or infer_fields(rec)
+        check_text(rec, fields)
+        if rec.get("label") is not None:
+            self.labels.index(rec["label"])
+        self.fields = fields
 
 
 def _round(x: float) -> float | None:
@@ -196,14 +222,13 @@ def build_matrix(scored: Scored) -> dict[str, Any]:
 
 
 def plot_matrix(matrix: dict[str, Any], path: str, *, title: str) -> None:
-    """A heatmap PNG of the premise x hypothesis accuracy matrix (written atomically)."""
+    """A heatmap PNG of the premise x hypothesis accuracy matrix, written to `path` (the caller
+    stages it: `OutputSet.path`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
-    from xlt.io import atomic_path
 
     langs = matrix["premise_langs"]
     data = np.array([[np.nan if v is None else 100 * v for v in row] for row in matrix["accuracy"]])
@@ -225,9 +250,10 @@ def plot_matrix(matrix: dict[str, Any], path: str, *, title: str) -> None:
                             color="white" if light else "black")
     fig.colorbar(im, ax=ax, label="accuracy (%)")
     fig.tight_layout()
-    with atomic_path(path, force=True, what="plot") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    try:
+        fig.savefig(path, format="png", dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def print_tables(report: dict[str, Any]) -> None:
@@ -280,17 +306,26 @@ def print_tables(report: dict[str, Any]) -> None:
 
 def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Sequence[str], bootstrap: int,
               seed: int) -> dict[str, Any]:
-    """Settings and versions behind a report; `engine` is `torch` or `ct2:<compute type>`."""
+    """Settings and versions behind a report: `engine` is what ran (`torch`, `ct2:float32`, or with
+    int8 near-ties re-scored `ct2:int8+float32<0.03`); `training` is how the model was trained, from
+    its checkpoint's xlt.json (None for a model xlt did not train), so `xlt report` needs nothing
+    but the report."""
+    from xlt.train.checkpoint import manifest_training_info
+
     def engine(c: Any) -> str:
         return getattr(c, "engine_name", "torch")
 
+    def training(c: Any) -> dict[str, Any] | None:
+        return manifest_training_info(getattr(c, "manifest", None) or {})
+
     sig: dict[str, Any] = {"xlt": __version__, "model": classifiers[0].path, "model_digest": classifiers[0].digest,
                            "data": data, "fields": list(fields), "engine": engine(classifiers[0]),
-                           "bootstrap": bootstrap, "seed": seed}
+                           "bootstrap": bootstrap, "seed": seed, "training": training(classifiers[0])}
     if len(classifiers) > 1:
         sig["compare_model"] = classifiers[1].path
         sig["compare_model_digest"] = classifiers[1].digest
         sig["compare_engine"] = engine(classifiers[1])
+        sig["compare_training"] = training(classifiers[1])
     return sig
 
 
@@ -318,55 +353,57 @@ def evaluate_files(
 ) -> dict[str, Any]:
     """The whole `eval` stage: load model(s), score the records, write report/predictions/plot.
     `engine`, `compute_type`, `threads` and `rescore_margin` choose how the models run (xlt.engines)."""
-    import contextlib
-    import json
-
     from xlt.errors import UsageError
     from xlt.infer import load_classifier
-    from xlt.io import SkipReport, check_output, iter_located, open_output
+    from xlt.io import OutputSet, SkipReport, dump_json, iter_located
     from xlt.records import parse_fields
     from xlt.train.data import DigestingSource
 
     if plot and not matrix:
         raise UsageError("--plot draws the language matrix: add --matrix")
-    for path in (output, predictions):
-        check_output(path, force=force)
-    if plot:
-        check_output(plot, force=force, what="plot")
+    outputs = OutputSet(force=force)
+    # All outputs checked (exists, two spellings of one file) before a model is loaded.
+    outputs.claim(output)  # None: stdout, which --predictions - may not share
+    outputs.claim_all([(predictions, "--predictions"), (plot, "--plot")])
     run = {"device": device, "batch_size": batch_size, "max_length": max_length, "engine": engine,
-           "compute_type": compute_type, "threads": threads, "rescore_margin": rescore_margin}
+           "compute_type": compute_type, "exact": True, "threads": threads, "rescore_margin": rescore_margin}
     classifiers = [load_classifier(model, **run)]
     if compare:
         classifiers.append(load_classifier(compare, option="--compare", **run))
     skipped = SkipReport()
     digests = DigestingSource()
+    check = EvalInputCheck(classifiers[0].labels, parse_fields(fields) or classifiers[0].fields)
 
     def located() -> Iterable[tuple[str, Record]]:
-        stream = iter_located(files, on_error=on_error, skipped=skipped)
+        stream = iter_located(files, validate=check, on_error=on_error, skipped=skipped)
         for where, rec in log.track(stream, description="eval", unit="records"):
             digests.update(where, rec)
             yield where, rec
 
-    with contextlib.ExitStack() as stack:
-        pred_out = stack.enter_context(open_output(predictions, force=force)) if predictions else None
-        scored, chosen = score_records(located(), classifiers, fields=parse_fields(fields), predictions=pred_out)
-    for clf in classifiers:
-        note = clf.engine_note()
-        if note:
-            log.info(f"{clf.path}: {note}")
-    if not scored.langs:
-        raise InputError(f"{', '.join(files or ['<stdin>'])}: no records")
-    sig = signature(classifiers, data=digests.digests(), fields=chosen, bootstrap=bootstrap, seed=seed)
-    report = build_report(scored, labels=classifiers[0].labels, source_langs=classifiers[0].source_langs,
-                          bootstrap=bootstrap, seed=seed, matrix=matrix, signature=sig)
-    summary = skipped.summary()
-    if summary:
-        report["skipped"] = {"count": skipped.count, "examples": skipped.examples}
-        log.warn(summary)
-    with open_output(output, force=force) as out:
-        out.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    # The report, the predictions and the plot are committed together: a failure at any point
+    # (bad input, a broken model, Ctrl-C) leaves none of them behind.
+    with outputs:
+        pred_out = outputs.text(predictions, what="--predictions") if predictions else None
+        scored, chosen = score_records(located(), classifiers, fields=check.fields, predictions=pred_out)
+        for clf in classifiers:
+            note = clf.engine_note()
+            if note:
+                log.info(f"{clf.path}: {note}")
+        if not scored.langs:
+            raise InputError(f"{', '.join(files or ['<stdin>'])}: no records" + (" left after skipping bad ones" if skipped.count else ""))
+        sig = signature(classifiers, data=digests.digests(), fields=chosen, bootstrap=bootstrap, seed=seed)
+        report = build_report(scored, labels=classifiers[0].labels, source_langs=classifiers[0].source_langs,
+                              bootstrap=bootstrap, seed=seed, matrix=matrix, signature=sig)
+        summary = skipped.summary()
+        if summary:
+            report["skipped"] = {"count": skipped.count, "examples": skipped.examples}
+            log.warn(summary)
+        text = dump_json(report, what="the eval report")
+        if plot:
+            plot_matrix(report["matrix"], outputs.path(plot, what="--plot"),
+                        title=f"{classifiers[0].path}: accuracy by language pair")
+        outputs.text(output).write(text)
     print_tables(report)
     if plot:
-        plot_matrix(report["matrix"], plot, title=f"{classifiers[0].path}: accuracy by language pair")
         log.info(f"wrote {plot}")
     return report

@@ -61,22 +61,19 @@ def parse_named(specs: Sequence[str]) -> list[tuple[str, str]]:
 
 def load_report(name: str, path: str) -> NamedReport:
     """Read one `xlt eval` JSON report (exit 2 with the file named when it is not one)."""
+    from xlt.io import load_json
+
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            report = json.load(fh)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    report = load_json(path, what="eval report")  # strict: NaN/Infinity are refused, naming the file
     if not isinstance(report, dict) or not isinstance(report.get("languages"), dict):
         raise InputError(f'{path}: not an xlt eval report (no "languages" object)')
     for lang, entry in report["languages"].items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("accuracy"), (int, float)):
+        acc = entry.get("accuracy") if isinstance(entry, dict) else None
+        if isinstance(acc, bool) or not isinstance(acc, (int, float)):
             raise InputError(f'{path}: language "{lang}" has no numeric "accuracy"')
+        if not 0.0 <= acc <= 1.0:
+            raise InputError(f'{path}: language "{lang}": "accuracy" {acc} is not in [0, 1]')
     return NamedReport(name, path, report, parts=((path, report),))
 
 
@@ -143,30 +140,10 @@ def matrix_summary(matrix: dict[str, Any] | None) -> dict[str, Any] | None:
             "all": _round(_mean(same + cross)), "cells": len(same) + len(cross)}
 
 
-def find_checkpoint(model: str | None, report_path: str) -> str | None:
-    """The model dir an eval report names: as given (relative to the working directory), else
-    relative to the report's directory or one of its parents (where eval may have run). The
-    caller checks the digest, so a same-named other model is never taken for it."""
-    if not model:
-        return None
-    candidates = [model]
-    if not os.path.isabs(model):
-        d = os.path.dirname(os.path.abspath(report_path))
-        while True:
-            candidates.append(os.path.join(d, model))
-            parent = os.path.dirname(d)
-            if parent == d:
-                break
-            d = parent
-    for c in candidates:
-        if os.path.isdir(c):
-            return c
-    return None
-
-
 def training_info(report: NamedReport) -> dict[str, Any] | None:
-    """Seed, steps, examples and training seconds from the checkpoints' `xlt.json` (summed over
-    the models of a merged row; the seed when they share one)."""
+    """Seed, steps, examples and training seconds that `xlt eval` recorded in each report's
+    signature (summed over the models of a merged row; the seed when they share one). Only the
+    named reports are read: never a path a report's contents name."""
     infos = [_one_training_info(report.name, path, rep) for path, rep in report.parts]
     if not infos or any(i is None for i in infos):
         return None
@@ -184,45 +161,16 @@ def training_info(report: NamedReport) -> dict[str, Any] | None:
 
 
 def _one_training_info(name: str, report_path: str, report: dict[str, Any]) -> dict[str, Any] | None:
-    """Training information of the checkpoint one eval report names, when it is still there and
-    has the digest the report recorded."""
-    from xlt.train.checkpoint import model_digest, read_manifest
-
+    """The training information one eval report carries (`signature.training`), with the model it
+    names as `checkpoint`; None for a model xlt did not train or a report from before eval
+    recorded it."""
     sig = report.get("signature") or {}
-    path = find_checkpoint(sig.get("model"), report_path)
-    if path is None:
-        log.debug(f"{name}: model {sig.get('model')!r} not found; no training information")
+    training = sig.get("training")
+    if "training" not in sig:
+        log.debug(f"{name}: {report_path} has no training information (made by an older xlt eval); re-run eval for it")
+    if not isinstance(training, dict):
         return None
-    try:
-        manifest = read_manifest(path)
-    except (OSError, ValueError) as exc:
-        log.warn(f"{name}: cannot read {path}/xlt.json: {exc}")
-        return None
-    if not manifest:
-        return None
-    expected = sig.get("model_digest")
-    if expected:
-        try:
-            actual = model_digest(path)
-        except (OSError, UsageError):
-            actual = None
-        if actual != expected:
-            log.warn(f"{name}: {path} changed since {report_path} was made (digest {actual} != {expected}); "
-                     "its training information is left out")
-            return None
-    training = manifest.get("training") or {}
-    info: dict[str, Any] = {
-        "checkpoint": path, "kind": manifest.get("kind"), "seed": manifest.get("seed"),
-        "base_model": manifest.get("base_model") or manifest.get("student") or manifest.get("student_arch"),
-        "train_langs": manifest.get("train_langs"), "steps": training.get("steps"),
-        "epochs": training.get("epochs"), "examples_seen": training.get("examples_seen"),
-        "train_seconds": training.get("train_seconds"),
-    }
-    if manifest.get("objective"):
-        info["objective"] = manifest["objective"]
-    if manifest.get("robust"):
-        info["robust"] = manifest["robust"]
-    return info
+    return {"checkpoint": sig.get("model"), **training}
 
 
 def _same_data(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
@@ -416,7 +364,8 @@ def to_markdown(summary: dict[str, Any], *, title: str | None = None) -> str:
         legend.append("same-lang / cross-lang: mean accuracy of the premise x hypothesis matrix cells with the same / "
                       "different languages (xlt eval --matrix).")
     if has_training:
-        legend.append("seed, steps, train time: from each checkpoint's xlt.json.")
+        legend.append("seed, steps, train time: as xlt eval recorded them in each report's signature, from the "
+                      "checkpoint's xlt.json.")
     lines += legend
     return "\n".join(lines) + "\n"
 
@@ -434,22 +383,19 @@ def write_summary(
 ) -> dict[str, Any]:
     """The whole `report` stage: read the named reports, write JSON (stdout or `output`) and the
     markdown table (`markdown`, atomically)."""
-    from xlt.io import check_output, open_output
+    from xlt.io import OutputSet, dump_json
 
-    for path in (output, markdown):
-        check_output(path, force=force)
-    if output and markdown and output == markdown:
-        raise UsageError("-o and --markdown name the same file")
-    reports = load_named(specs)
-    summary = summarize(reports, baseline=baseline, langs=langs, source=source)
-    if title:
-        summary["title"] = title
-    md = to_markdown(summary, title=title)
-    if markdown:
-        with open_output(markdown, force=force) as fh:
-            fh.write(md)
-    with open_output(output, force=force) as out:
-        out.write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    with OutputSet(force=force) as outputs:
+        outputs.claim_all([(output, "output"), (markdown, "output")])
+        reports = load_named(specs)
+        summary = summarize(reports, baseline=baseline, langs=langs, source=source)
+        if title:
+            summary["title"] = title
+        md = to_markdown(summary, title=title)
+        text = dump_json(summary, what="the summary")
+        if markdown:
+            outputs.text(markdown).write(md)
+        outputs.text(output).write(text)
     if not log.state.quiet:
         log.console().print(md, markup=False, highlight=False, soft_wrap=True)
     return summary

@@ -5,9 +5,10 @@ a Hugging Face seq2seq model (local directory or hub id: Marian/OPUS-MT, M2M-100
 A Hugging Face model is converted once with CTranslate2's own `TransformersConverter` into the
 xlt cache (`$XLT_HOME/mt/`, default `~/.cache/xlt/mt/`), written to a temporary directory and
 renamed when complete, so parallel jobs (a SLURM array) never see half a model. The cache entry
-is keyed by the model's path or hub id, a digest of its files' names, sizes and mtimes (a changed
-model is converted again) and the quantization. The converted directory holds a copy of the
-tokenizer files and `xlt-mt.json` (source, family, limits, versions), so it is self-contained.
+is keyed by the model's path or hub id, the content digest of its files (`xlt.digest`: a model
+changed in place is converted again) and the quantization. The converted directory holds a copy
+of the tokenizer files and `xlt-mt.json` (source, family, limits, versions), so it is
+self-contained.
 """
 
 from __future__ import annotations
@@ -82,9 +83,14 @@ def _has_tokenizer(path: str) -> bool:
 
 
 def source_digest(src: ModelSource) -> str:
-    """A cheap content key: names, sizes and mtimes of the model's files (hub: the id)."""
+    """The cache key of a model: a local model's content digest (`xlt.digest.dir_digest`: every
+    byte, so a model edited in place is converted again) with its path and files' sizes and mtimes
+    (a touched model is converted again too, as before the content digest); a hub model's id."""
     h = hashlib.sha256(f"{src.kind}\0{src.path}\0".encode())
     if src.kind == "hf":
+        from xlt.digest import dir_digest
+
+        h.update(f"{dir_digest(src.path)}\0".encode())
         for name in sorted(os.listdir(src.path)):
             full = os.path.join(src.path, name)
             if name.startswith(".") or not os.path.isfile(full):

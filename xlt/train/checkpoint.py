@@ -2,28 +2,31 @@
 
 A checkpoint loads with plain `AutoModelForSequenceClassification.from_pretrained(dir)` (id2label
 set, safetensors weights); `xlt.json` records the text fields, labels, max length, resolved
-options, seed, input digests, versions, dev metrics per evaluation and the training log.
+options, seed, input digests, versions, dev metrics per evaluation, the training log and the
+content digest of the checkpoint's other files (`content_digest`, see xlt.digest).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any
-
-from xlt.errors import UsageError
 
 MANIFEST = "xlt.json"
 
 
 def read_manifest(path: str) -> dict[str, Any]:
     """The `xlt.json` of a checkpoint dir ({} for a plain Hugging Face model dir)."""
+    from xlt.errors import InputError
+    from xlt.io import load_json
+
     p = os.path.join(path, MANIFEST)
     if not os.path.isfile(p):
         return {}
-    with open(p, encoding="utf-8") as fh:
-        return json.load(fh)
+    manifest = load_json(p, what="checkpoint manifest")  # a corrupt one: one line naming it, exit 2
+    if not isinstance(manifest, dict):
+        raise InputError(f"{p}: not an xlt checkpoint manifest (expected a JSON object)")
+    return manifest
 
 
 def manifest_source_langs(manifest: dict[str, Any]) -> list[str]:
@@ -32,6 +35,26 @@ def manifest_source_langs(manifest: dict[str, Any]) -> list[str]:
     if "source_langs" in manifest:
         return list(manifest["source_langs"] or [])
     return list(manifest.get("train_langs") or {})
+
+
+def manifest_training_info(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """How a checkpoint was trained, from its manifest (None for a model xlt did not train):
+    what `xlt eval` records in its report's signature and `xlt report` shows."""
+    if not manifest:
+        return None
+    training = manifest.get("training") or {}
+    info: dict[str, Any] = {
+        "kind": manifest.get("kind"), "seed": manifest.get("seed"),
+        "base_model": manifest.get("base_model") or manifest.get("student") or manifest.get("student_arch"),
+        "train_langs": manifest.get("train_langs"), "steps": training.get("steps"),
+        "epochs": training.get("epochs"), "examples_seen": training.get("examples_seen"),
+        "train_seconds": training.get("train_seconds"),
+    }
+    if manifest.get("objective"):
+        info["objective"] = manifest["objective"]
+    if manifest.get("robust"):
+        info["robust"] = manifest["robust"]
+    return info
 
 
 def write_manifest(path: str, manifest: dict[str, Any]) -> None:
@@ -43,21 +66,10 @@ def write_manifest(path: str, manifest: dict[str, Any]) -> None:
 
 
 def model_digest(path: str) -> str:
-    """A short content digest of a model dir's weights (for signatures and soft-label provenance)."""
-    h = hashlib.sha256()
-    names = sorted(n for n in os.listdir(path) if n.endswith((".safetensors", ".bin", "config.json")))
-    if not names:
-        raise UsageError(f"{path}: no model weights found")
-    for name in names:
-        st = os.stat(os.path.join(path, name))
-        h.update(f"{name}:{st.st_size}".encode())
-        with open(os.path.join(path, name), "rb") as fh:
-            # Size plus head and tail: cheap for multi-GB files, and changes whenever training did.
-            h.update(fh.read(1 << 20))
-            if st.st_size > 1 << 21:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                h.update(fh.read())
-    return "sha256:" + h.hexdigest()[:16]
+    """The content digest of a model dir: `xlt.digest.dir_digest` (this name is kept for callers)."""
+    from xlt.digest import dir_digest
+
+    return dir_digest(path)
 
 
 def save_checkpoint(model: Any, tokenizer: Any, path: str, manifest: dict[str, Any]) -> None:
@@ -67,4 +79,7 @@ def save_checkpoint(model: Any, tokenizer: Any, path: str, manifest: dict[str, A
     quiet_transformers()  # no "Writing model shards" bar (students built from scratch never loaded transformers quietly)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
-    write_manifest(path, manifest)
+    from xlt.digest import MANIFEST_KEY, digest_record
+
+    # Hashed once here, while the files are fresh; read back while their stats are unchanged.
+    write_manifest(path, {**manifest, MANIFEST_KEY: digest_record(path)})
