@@ -173,9 +173,9 @@ def iter_located(
     for path in paths:
         name = display_name(path)
         with _open_binary(path) as fh:
+            lineno = 0
             try:
                 lines = iter(fh)
-                lineno = 0
                 for raw in lines:
                     lineno += 1
                     if not raw.strip():
@@ -194,7 +194,8 @@ def iter_located(
             except (OSError, EOFError) as exc:
                 if isinstance(exc, BrokenPipeError):
                     raise
-                raise InputError(f"{name}: cannot read: {exc}") from None
+                # the line being read when the stream broke (a truncated .gz ends mid-record)
+                raise InputError(f"{name}:{lineno + 1}: cannot read: {exc}") from None
 
 
 def read_records(

@@ -196,17 +196,15 @@ def split_files(
 ) -> SplitReport:
     """The whole `split` stage: stream `sources` into the parts' files (atomically: on an error
     no part is left behind)."""
-    import contextlib
-
-    from xlt.io import check_output, open_output
+    from xlt.io import OutputSet
 
     if not by or any(not s for s in by.split(".")):
         raise UsageError(f"--by must be a field name or dotted path (src.premise), not {by!r}")
-    for part in parts:
-        check_output(part.path, force=force)
-    table = load_meta(meta, by=by) if meta else None
-    keyed = keyed_records(sources, by=by, meta=table, meta_name=meta or "--meta", on_error=on_error, skipped=skipped)
-    with contextlib.ExitStack() as stack:
-        outs = [stack.enter_context(open_output(p.path, force=force)) for p in parts]
+    with OutputSet(force=force) as outputs:
+        # Every part is checked (exists, two spellings of one path) before anything is read.
+        outputs.claim_all((p.path, "output") for p in parts)
+        table = load_meta(meta, by=by) if meta else None
+        keyed = keyed_records(sources, by=by, meta=table, meta_name=meta or "--meta", on_error=on_error, skipped=skipped)
+        outs = [outputs.text(p.path) for p in parts]
         counts = split_records(keyed, outs, [p.fraction for p in parts], seed=seed)
     return SplitReport(counts={p.path: n for p, n in zip(parts, counts)})

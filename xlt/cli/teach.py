@@ -57,6 +57,7 @@ def teach_cli(
     adv_steps: AdvSteps = None,
     adv_lr: AdvLr = None,
     resume: Resume = False,
+    allow_pickle: common.AllowPickle = False,
     force: common.Force = False,
     on_error: common.OnError = "fail",
     quiet: common.Quiet = False,

@@ -46,9 +46,15 @@ def resolve_model(name: str, *, option: str = "--model") -> str:
         raise UsageError(f"{option}: empty model name; give a directory, a built-in model ({builtins}) or a hub id")
     path = os.path.expanduser(name)
     if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "config.json")):
+        config = os.path.join(path, "config.json")
+        if not os.path.isfile(config):
             raise UsageError(f"{option} {name}: directory has no config.json; expected a Hugging Face model "
                              "directory or an xlt checkpoint")
+        from xlt.errors import InputError
+        from xlt.io import load_json
+
+        if not isinstance(load_json(config, what="model config"), dict):  # corrupt: one line naming it, exit 2
+            raise InputError(f"{config}: not a model config (expected a JSON object)")
         return path
     if os.path.exists(path):
         raise UsageError(f"{option} {name}: is a file; expected a model directory, a built-in model "
