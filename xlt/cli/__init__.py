@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 #: Command modules in help order; each has `register(app)`. Only commands that work are listed.
-COMMANDS = ["pair", "split", "translate", "perturb", "teach", "soft-label", "distill", "eval", "report", "models", "env"]
+COMMANDS = ["import", "pair", "split", "translate", "perturb", "teach", "soft-label", "distill", "eval", "report", "models", "env"]
 
 
 def _version(value: bool) -> None:
@@ -41,7 +41,8 @@ def _root(
 
 
 for _name in COMMANDS:
-    importlib.import_module(f"xlt.cli.{_name.replace('-', '_')}").register(app)
+    # a command named like a Python keyword lives in `<name>_.py` (import_.py)
+    importlib.import_module(f"xlt.cli.{_name.replace('-', '_')}{'_' if _name == 'import' else ''}").register(app)
 
 
 def main() -> None:
