@@ -244,3 +244,47 @@ def test_cli_errors(xlt, tmp_path, three):
     assert one_error(xlt("report", f"a={base}", f"a={base}")) == "system name 'a' is given twice"
     assert one_error(xlt("report", f"a={base}", "--baseline", "b")) == "--baseline 'b' is not one of the systems (a)"
     assert one_error(xlt("report")) == "give at least one NAME=REPORT.json"
+
+
+def test_verdicts_say_which_system_beat_the_baseline(three):
+    base, adv, rs = three
+    summary = summarize(load_named([f"base={base}", f"adv={adv}", f"rs={rs}"]), baseline="base")
+    by = {v["system"]: v for v in summary["verdicts"]}
+    # adv was compared with the baseline's model: p 0.012 on the average, +2 points
+    assert by["adv"] == {"system": "adv", "baseline": "base", "over": "average", "delta": pytest.approx(0.02),
+                         "p_value": 0.012, "verdict": "better"}
+    # rs was compared with another model: no test against the baseline, so no verdict from the means
+    assert by["rs"]["verdict"] == "untested" and by["rs"]["p_value"] is None
+    md = to_markdown(summary)
+    assert "- adv **beats** base: +2.0 points on the average (paired bootstrap p = 0.012)." in md
+    assert "- rs vs base: +1.7 points on the average, no paired test" in md
+
+
+@pytest.mark.parametrize("p,delta,verdict", [(0.001, 0.03, "better"), (0.001, -0.03, "worse"),
+                                             (0.2, 0.03, "no significant difference")])
+def test_verdict_rule(tmp_path, p, delta, verdict):
+    base = write(tmp_path, "b.json", eval_report({"en": 0.8, "fr": 0.7}, model="b", digest="sha256:b"))
+    sys_ = write(tmp_path, "s.json", eval_report(
+        {"en": 0.8, "fr": 0.7 + delta}, model="s", digest="sha256:s",
+        compare={"model": "b", "digest": "sha256:b", "languages": {},
+                 "average": {"delta": delta / 2, "ci95": [0, 0], "p_value": p}}))
+    summary = summarize(load_named([f"b={base}", f"s={sys_}"]), baseline="b")
+    assert summary["verdicts"][0]["verdict"] == verdict
+    assert {"better": "**beats** b", "worse": "is **worse** than b",
+            "no significant difference": "not significantly different"}[verdict] in to_markdown(summary)
+
+
+def test_plot_is_a_png_with_intervals(xlt, tmp_path):
+    rep = eval_report({"en": 0.8, "fr": 0.7}, model="b", digest="sha256:b")
+    rep["languages"]["en"]["ci95"] = [0.75, 0.85]
+    base = write(tmp_path, "b.json", rep)
+    other = write(tmp_path, "o.json", eval_report({"en": 0.7, "fr": 0.72}, model="o", digest="sha256:o"))
+    png = tmp_path / "chart.png"
+    proc = xlt("report", f"b={base}", f"o={other}", "--baseline", "b", "--plot", str(png), "--quiet")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads(proc.stdout)
+    assert summary["systems"][0]["languages"]["en"]["ci95"] == [0.75, 0.85]
+    # refused like any output: exists without --force, or the same file as -o
+    assert xlt("report", f"b={base}", "--plot", str(png)).returncode == 2
+    assert xlt("report", f"b={base}", "--plot", "x.png", "-o", "./x.png", cwd=tmp_path).returncode == 2

@@ -22,6 +22,7 @@ def report_cli(
     source: Annotated[Optional[str], typer.Option("--source", help="Source language(s) left out of the non-source average, comma-separated. Default: the baseline's (or first system's) training languages.")] = None,
     title: Annotated[Optional[str], typer.Option("--title", help="A heading above the markdown table.")] = None,
     markdown: Annotated[Optional[str], typer.Option("--markdown", help="Write the markdown table here (atomically).")] = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG bar chart here: accuracy per language and the averages, one bar per system, with the 95% bootstrap intervals of reports made with `xlt eval --bootstrap N`.")] = None,
     output: common.Output = None,
     force: common.Force = False,
     quiet: common.Quiet = False,
@@ -31,8 +32,9 @@ def report_cli(
     non-source average, deltas against --baseline, p-values of paired tests, and the seed, steps
     and training time from each model's checkpoint (xlt.json) when it is still there.
 
-    Writes the summary JSON to stdout or -o, the markdown table to --markdown, and the table to
-    stderr.
+    Writes the summary JSON to stdout or -o, the markdown table to --markdown, a bar chart to
+    --plot, and the table to stderr, with a verdict per system against the baseline (better, worse
+    or no significant difference, by eval's paired test).
 
     Example: xlt report base=base.json adv=adv.json rs=rs.json --baseline base -o results.json
     --markdown results.md
@@ -41,7 +43,7 @@ def report_cli(
         from xlt.evaluate.summary import write_summary
 
         write_summary(systems or [], baseline=baseline, langs=_codes(langs), source=_codes(source), title=title,
-                      output=output, markdown=markdown, force=force)
+                      output=output, markdown=markdown, plot=plot, force=force)
 
 
 def register(app: typer.Typer) -> None:

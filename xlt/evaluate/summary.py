@@ -220,7 +220,8 @@ def summarize(
         per: dict[str, Any] = {}
         for lang in columns:
             e = rep["languages"].get(lang)
-            per[lang] = None if e is None else {"accuracy": e["accuracy"], "macro_f1": e.get("macro_f1"), "n": e.get("n")}
+            per[lang] = None if e is None else {"accuracy": e["accuracy"], "macro_f1": e.get("macro_f1"), "n": e.get("n"),
+                                                "ci95": _interval(e.get("ci95"))}
         accs = {k: v["accuracy"] for k, v in per.items() if v is not None}
         complete = len(accs) == len(columns)
         system: dict[str, Any] = {
@@ -265,10 +266,106 @@ def summarize(
                 log.warn(f"{r.name} and the baseline {base.name} were scored on different data "
                          f"({r.path} vs {base.path}): their deltas compare different records")
 
-    return {
+    out = {
         "xlt": __version__, "baseline": baseline, "languages": columns, "source_languages": list(source),
         "non_source_languages": non_source, "alpha": ALPHA, "systems": systems,
     }
+    out["verdicts"] = verdicts(out)
+    return out
+
+
+def _interval(value: Any) -> list[float] | None:
+    """A report's 95 % interval [lo, hi] when it is two numbers, else None."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+        return [float(value[0]), float(value[1])]
+    return None
+
+
+def verdicts(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each system against the baseline: better, worse or not significantly different, by the
+    paired test of the non-source average (else the average) that eval ran (`--compare`), at
+    `alpha`; without such a test the verdict says there is none rather than guess from the means."""
+    base = summary["baseline"]
+    if base is None:
+        return []
+    out = []
+    for s in summary["systems"]:
+        if s["name"] == base:
+            continue
+        key = "average_non_source" if s.get("p_value_average_non_source") is not None else "average"
+        delta, p = s.get(f"delta_{key}"), s.get(f"p_value_{key}")
+        if p is None or delta is None:
+            verdict = "untested"
+        elif p < summary["alpha"]:
+            verdict = "better" if delta > 0 else "worse"
+        else:
+            verdict = "no significant difference"
+        out.append({"system": s["name"], "baseline": base, "over": key, "delta": delta, "p_value": p, "verdict": verdict})
+    return out
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for v in summary.get("verdicts") or []:
+        over = "non-source average" if v["over"] == "average_non_source" else "average"
+        if v["verdict"] == "untested":
+            lines.append(f"- {v['system']} vs {v['baseline']}: {_signed(v['delta'])} points on the {over}, "
+                         f"no paired test (xlt eval --compare {v['baseline']}'s model): no verdict.")
+            continue
+        text = {"better": f"**beats** {v['baseline']}", "worse": f"is **worse** than {v['baseline']}",
+                "no significant difference": f"is not significantly different from {v['baseline']}"}[v["verdict"]]
+        lines.append(f"- {v['system']} {text}: {_signed(v['delta'])} points on the {over} "
+                     f"(paired bootstrap p = {_p(v['p_value'])}).")
+    return lines
+
+
+def plot_summary(summary: dict[str, Any], path: str, *, title: str | None = None) -> None:
+    """A PNG bar chart: accuracy per language (and the averages), one bar per system, with the
+    reports' 95 % bootstrap intervals as error bars where eval computed them (`--bootstrap`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    systems = summary["systems"]
+    groups = list(summary["languages"]) + ["avg"] + (["avg non-src"] if summary["source_languages"]
+                                                     and summary["non_source_languages"] else [])
+    width = 0.8 / max(len(systems), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(groups) * max(len(systems), 1) + 2), 4.2))
+    x = np.arange(len(groups))
+    for k, s in enumerate(systems):
+        values, lo, hi = [], [], []
+        for g in groups:
+            if g == "avg":
+                acc, ci = s["average"], None
+            elif g == "avg non-src":
+                acc, ci = s["average_non_source"], None
+            else:
+                cell = s["languages"].get(g) or {}
+                acc, ci = cell.get("accuracy"), cell.get("ci95")
+            values.append(np.nan if acc is None else 100 * acc)
+            lo.append(np.nan if acc is None or ci is None else 100 * (acc - ci[0]))
+            hi.append(np.nan if acc is None or ci is None else 100 * (ci[1] - acc))
+        name = s["name"] + (" (baseline)" if s["name"] == summary["baseline"] else "")
+        ax.bar(x + (k - (len(systems) - 1) / 2) * width, values, width, label=name,
+               yerr=np.array([lo, hi]) if np.isfinite(lo).any() else None, capsize=2, error_kw={"elinewidth": 0.8})
+    ax.set_xticks(x, groups)
+    ax.set_ylabel("accuracy (%)")
+    finite = [100 * v for s in systems for v in [*(c["accuracy"] for c in s["languages"].values() if c), s["average"]]
+              if v is not None]
+    if finite:
+        ax.set_ylim(max(0.0, min(finite) - 10), min(100.0, max(finite) + 8))
+    ax.axvline(len(summary["languages"]) - 0.5, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_title(title or "accuracy per language" + (" (error bars: 95 % bootstrap intervals)" if any(
+        (c or {}).get("ci95") for s in systems for c in s["languages"].values()) else ""), fontsize=10)
+    ax.legend(fontsize=8, ncol=min(len(systems), 4), loc="upper right")
+    ax.grid(axis="y", linewidth=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, format="png", dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def _pct(x: float | None) -> str:
@@ -367,6 +464,9 @@ def to_markdown(summary: dict[str, Any], *, title: str | None = None) -> str:
         legend.append("seed, steps, train time: as xlt eval recorded them in each report's signature, from the "
                       "checkpoint's xlt.json.")
     lines += legend
+    verdict = verdict_lines(summary)
+    if verdict:
+        lines += ["", *verdict]
     return "\n".join(lines) + "\n"
 
 
@@ -379,6 +479,7 @@ def write_summary(
     title: str | None = None,
     output: str | None = None,
     markdown: str | None = None,
+    plot: str | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """The whole `report` stage: read the named reports, write JSON (stdout or `output`) and the
@@ -386,7 +487,7 @@ def write_summary(
     from xlt.io import OutputSet, dump_json
 
     with OutputSet(force=force) as outputs:
-        outputs.claim_all([(output, "output"), (markdown, "output")])
+        outputs.claim_all([(output, "output"), (markdown, "output"), (plot, "--plot")])
         reports = load_named(specs)
         summary = summarize(reports, baseline=baseline, langs=langs, source=source)
         if title:
@@ -395,6 +496,8 @@ def write_summary(
         text = dump_json(summary, what="the summary")
         if markdown:
             outputs.text(markdown).write(md)
+        if plot:
+            plot_summary(summary, outputs.path(plot, what="--plot"), title=title)
         outputs.text(output).write(text)
     if not log.state.quiet:
         log.console().print(md, markup=False, highlight=False, soft_wrap=True)
