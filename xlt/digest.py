@@ -122,10 +122,10 @@ def _from_manifest(path: str, files: Signature) -> str | None:
 
 
 def _memo_path(path: str, files: Signature) -> str:
-    from xlt.models import xlt_home
+    from xlt.cache import cache_dir
 
     key = json.dumps({"format": FORMAT, "path": os.path.realpath(path), "files": files}, sort_keys=True)
-    return os.path.join(xlt_home(), "digests", hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest() + ".json")
+    return os.path.join(cache_dir("digests"), hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest() + ".json")
 
 
 def _read_memo(memo: str, path: str, files: Signature) -> str | None:

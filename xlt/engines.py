@@ -73,9 +73,9 @@ FAMILIES: dict[str, Family] = {
 
 
 def encoders_root() -> str:
-    from xlt.models import xlt_home
+    from xlt.cache import cache_dir
 
-    return os.path.join(xlt_home(), "encoders")
+    return cache_dir("encoders")
 
 
 def _read_config(path: str) -> dict[str, Any]:

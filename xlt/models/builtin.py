@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xlt import __version__, log
+from xlt.cache import cache_dir, xlt_home  # noqa: F401  (xlt_home re-exported: xlt.models.xlt_home)
 from xlt.errors import UsageError, XltError
 
 #: The file that marks a finished build and records where it came from.
@@ -63,17 +64,8 @@ class BuiltinSpec:
 
 # ---- cache location --------------------------------------------------------------------------
 
-def xlt_home() -> str:
-    """`$XLT_HOME`, else `$XDG_CACHE_HOME/xlt`, else `~/.cache/xlt`."""
-    home = os.environ.get("XLT_HOME")
-    if home:
-        return os.path.abspath(os.path.expanduser(home))
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(os.path.abspath(cache), "xlt")
-
-
 def models_dir() -> str:
-    return os.path.join(xlt_home(), "models")
+    return cache_dir("models")
 
 
 def builtin_path(name: str) -> str:

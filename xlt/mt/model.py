@@ -24,18 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from xlt import log
+from xlt.cache import cache_dir
 from xlt.errors import UsageError, XltError
 
 META_FILE = "xlt-mt.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-def xlt_home() -> str:
-    return os.environ.get("XLT_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "xlt")
-
-
 def cache_root() -> str:
-    return os.path.join(xlt_home(), "mt")
+    return cache_dir("mt")
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ META = "meta.json"
 
 
 def cache_dir() -> str:
-    from xlt.models import xlt_home
+    from xlt.cache import cache_dir
 
-    return os.path.join(xlt_home(), "tokenized")
+    return cache_dir("tokenized")
 
 
 def enabled() -> bool:
