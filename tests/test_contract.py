@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
 import re
 import shutil
@@ -144,7 +143,7 @@ def test_bad_record_is_exit_2_with_file_line_and_no_output(stage, case, models, 
     assert proc.returncode == 2, proc.stderr.decode("utf-8", "replace")[-2000:]
     line = error_line(proc, stage)
     assert f"{inp}:3: " in line, line
-    expected = EXPECT.get(case) or f'"hypothesis"'
+    expected = EXPECT.get(case) or '"hypothesis"'
     assert expected in line, line
     assert leftovers(tmp_path, {"in.jsonl"}) == []  # no output, no temporary, no .partial
 

@@ -8,7 +8,7 @@ in input order, so memory depends on the chunk size, not on the input size.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 

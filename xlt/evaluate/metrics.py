@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,3 +87,8 @@ def paired_bootstrap(correct_a: Any, correct_b: Any, *, samples: int, seed: int 
     p = min(1.0, 2 * p) if observed != 0 else 1.0
     lo, hi = np.percentile(deltas, [2.5, 97.5])
     return {"delta": observed, "ci95": [float(lo), float(hi)], "p_value": p}
+
+
+def round_metric(x: float | None) -> float | None:
+    """A metric as reports store it: 5 decimals, and None (never NaN) where it is undefined."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -10,6 +9,7 @@ from typing import IO, Any
 from xlt import __version__, log
 from xlt.errors import InputError, RecordError, XltError
 from xlt.evaluate.metrics import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
+from xlt.evaluate.metrics import round_metric as _round
 from xlt.io import dumps
 from xlt.records import Record, check_text, field_langs, infer_fields, record_lang
 
@@ -119,10 +119,6 @@ class EvalInputCheck:
         if rec.get("label") is not None:
             self.labels.index(rec["label"])
         self.fields = fields
-
-
-def _round(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 5)
 
 
 def build_report(

@@ -16,8 +16,6 @@ the languages that eval scored.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from typing import Any
 
 from xlt import __version__, log
 from xlt.errors import InputError, UsageError
+from xlt.evaluate.metrics import round_metric as _round
 
 #: Per-language cells whose paired test against the baseline has p below this get a `*`.
 ALPHA = 0.05
@@ -118,10 +117,6 @@ def load_named(specs: Sequence[str]) -> list[NamedReport]:
 
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
-
-
-def _round(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 5)
 
 
 def matrix_summary(matrix: dict[str, Any] | None) -> dict[str, Any] | None:
