@@ -59,7 +59,7 @@ def soft_label_cli(
         check = ViewCheck(view, chosen or clf.fields)
         located = take_shard(iter_located(files, validate=check, on_error=on_error, skipped=skipped), shard_spec)
         records = soft_label(log.track(located, description="soft-label"), clf, which=view,
-                             fields=chosen, temperature=temperature, hidden=hidden)
+                             fields=chosen, temperature=temperature, hidden=hidden, check=check)
         with open_output(output, force=force) as out:
             n_out = write_records(records, out)
         common.report_skipped(skipped)

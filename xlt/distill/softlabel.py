@@ -61,6 +61,7 @@ def soft_label(
     hidden: bool = False,
     chunk: int = 1024,
     digits: int = 6,
+    check: ViewCheck | None = None,
 ) -> Iterator[Record]:
     """Yield each record with a `teacher` key: logits, probs (softmax at `temperature`), the label
     names in column order, the temperature, the teacher's digest, its base encoder (`base`, the
@@ -72,7 +73,7 @@ def soft_label(
 
     from xlt.infer import softmax
 
-    check = ViewCheck(which, fields or teacher.fields)
+    check = check or ViewCheck(which, fields or teacher.fields)  # the reader's own, when it validated with one
     if not math.isfinite(temperature) or temperature <= 0:
         raise UsageError(f"--temperature must be a finite number > 0, not {temperature}")
     labels = teacher.labels.values

@@ -33,6 +33,7 @@ def score_records(
     fields: tuple[str, ...] | None = None,
     chunk: int = 2048,
     predictions: IO[str] | None = None,
+    check: "EvalInputCheck | None" = None,
 ) -> tuple[Scored, tuple[str, ...]]:
     """Run every classifier over the records (streamed in chunks) and keep what metrics need."""
     labels = classifiers[0].labels
@@ -86,16 +87,13 @@ def score_records(
                 predictions.write(dumps(rec_out) + "\n")
         buf.clear()
 
+    check = check or EvalInputCheck(labels, chosen)
     for where, rec in located:
-        if chosen is None:
-            try:
-                chosen = infer_fields(rec)
-            except RecordError as exc:
-                raise InputError(f"{where}: {exc}") from None
         try:
-            check_text(rec, chosen)
+            check(rec)  # a no-op for records the reader already validated with the same check
         except RecordError as exc:
             raise InputError(f"{where}: {exc}") from None
+        chosen = check.fields
         buf.append((where, rec))
         if len(buf) >= chunk:
             flush()
@@ -380,7 +378,7 @@ def evaluate_files(
     # (bad input, a broken model, Ctrl-C) leaves none of them behind.
     with outputs:
         pred_out = outputs.text(predictions, what="--predictions") if predictions else None
-        scored, chosen = score_records(located(), classifiers, fields=check.fields, predictions=pred_out)
+        scored, chosen = score_records(located(), classifiers, fields=check.fields, predictions=pred_out, check=check)
         for clf in classifiers:
             note = clf.engine_note()
             if note:
