@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import keyword
 from typing import Annotated, Optional
 
 import typer
@@ -42,7 +43,8 @@ def _root(
 
 for _name in COMMANDS:
     # a command named like a Python keyword lives in `<name>_.py` (import_.py)
-    importlib.import_module(f"xlt.cli.{_name.replace('-', '_')}{'_' if _name == 'import' else ''}").register(app)
+    _module = _name.replace("-", "_")
+    importlib.import_module(f"xlt.cli.{_module}{'_' if keyword.iskeyword(_module) else ''}").register(app)
 
 
 def main() -> None:
