@@ -148,7 +148,7 @@ def one_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
 
 
 def lib(*files: str, **options) -> list[dict]:
-    from xlt.ingest import import_records
+    from xlt.ingest.importer import import_records
 
     return list(import_records(list(files), **options))
 

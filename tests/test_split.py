@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from xlt.errors import InputError, UsageError
-from xlt.split import Part, choose, get_path, parse_parts, split_files, unit_hash
+from xlt.split import Part, choose, get_path, parse_parts, split_stream, unit_hash
 
 
 def write_jsonl(path: Path, rows: list[dict], raw_lines: dict[int, bytes] | None = None) -> str:
@@ -90,7 +92,10 @@ def test_get_path():
 def test_library_split_is_a_partition_with_the_expected_shares(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [nli("en", i) for i in range(2000)])
     a, b, c = (str(tmp_path / f"{x}.jsonl") for x in "abc")
-    report = split_files([src], parts=parse_parts([f"{a}:0.2", f"{b}:0.5", f"{c}:0.3"]), seed=3)
+    parts = parse_parts([f"{a}:0.2", f"{b}:0.5", f"{c}:0.3"])
+    with contextlib.ExitStack() as stack:
+        outs = {p.path: stack.enter_context(open(p.path, "w", encoding="utf-8")) for p in parts}
+        report = split_stream([src], outs, parts=parts, seed=3)
     got = [ids(a), ids(b), ids(c)]
     assert report.counts == {a: len(got[0]), b: len(got[1]), c: len(got[2])} and report.total == 2000
     assert sorted(sum(got, [])) == sorted(f"x-{i}" for i in range(2000))  # every record exactly once
@@ -257,10 +262,13 @@ def test_head_closes_the_pipe_quietly(tmp_path):
     assert "Traceback" not in proc.stderr.decode() and "Error" not in proc.stderr.decode()
 
 
-def test_library_refuses_existing_before_reading(tmp_path):
+def test_refuses_existing_before_reading(xlt, tmp_path):
     a = tmp_path / "a.jsonl"
     a.write_text("x\n")
-    with pytest.raises(UsageError, match="exists"):
-        split_files([str(tmp_path / "missing.jsonl")], parts=[Part(str(a), 1.0)])
+    # the output is checked before the missing input is read
+    assert "exists" in one_error(xlt("split", str(tmp_path / "missing.jsonl"), "--into", f"{a}:1"))
+    b = tmp_path / "b.jsonl"
+    assert "no such file" in one_error(xlt("split", str(tmp_path / "missing.jsonl"), "--into", f"{b}:1"))
+    assert not b.exists()
     with pytest.raises(InputError, match="no such file"):
-        split_files([str(tmp_path / "missing.jsonl")], parts=[Part(str(tmp_path / "b.jsonl"), 1.0)])
+        split_stream([str(tmp_path / "missing.jsonl")], {str(b): io.StringIO()}, parts=[Part(str(b), 1.0)])

@@ -44,6 +44,12 @@ def info(message: str) -> None:
         console().print(f"[dim]{state.command}:[/dim] {escape(message)}", markup=True, highlight=False)
 
 
+def block(text: str) -> None:
+    """A block of plain text (a markdown table) on stderr, unless quiet."""
+    if not state.quiet:
+        console().print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def warn(message: str) -> None:
     """A warning on stderr (shown even with --quiet)."""
     console().print(f"{state.command}: warning: {message}", markup=False, highlight=False)

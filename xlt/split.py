@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from xlt.errors import InputError, RecordError, UsageError
 from xlt.io import STDIN, SkipReport, iter_located
@@ -183,28 +183,29 @@ def split_records(
     return counts
 
 
-def split_files(
+def check_by(by: str, *, name: str = "by") -> str:
+    """`by` as a field name or dotted path, or a UsageError naming it `name` (the caller's
+    spelling of the parameter)."""
+    if not by or any(not s for s in by.split(".")):
+        raise UsageError(f"{name} must be a field name or dotted path (src.premise), not {by!r}")
+    return by
+
+
+def split_stream(
     sources: Sequence[str] | None,
+    outs: Mapping[str, IO[str]],
     *,
     parts: Sequence[Part],
     by: str = "id",
     meta: str | None = None,
     seed: int = 0,
-    force: bool = False,
     on_error: str = "fail",
     skipped: SkipReport | None = None,
 ) -> SplitReport:
-    """The whole `split` stage: stream `sources` into the parts' files (atomically: on an error
-    no part is left behind)."""
-    from xlt.io import OutputSet
-
-    if not by or any(not s for s in by.split(".")):
-        raise UsageError(f"--by must be a field name or dotted path (src.premise), not {by!r}")
-    with OutputSet(force=force) as outputs:
-        # Every part is checked (exists, two spellings of one path) before anything is read.
-        outputs.claim_all((p.path, "output") for p in parts)
-        table = load_meta(meta, by=by) if meta else None
-        keyed = keyed_records(sources, by=by, meta=table, meta_name=meta or "--meta", on_error=on_error, skipped=skipped)
-        outs = [outputs.text(p.path) for p in parts]
-        counts = split_records(keyed, outs, [p.fraction for p in parts], seed=seed)
+    """Stream `sources` into `outs[part.path]` for the part each record's key hashes into (the
+    key: the record's `by` field, or with `meta` that file's `by` value for the record's `id`)."""
+    check_by(by)
+    table = load_meta(meta, by=by) if meta else None
+    keyed = keyed_records(sources, by=by, meta=table, meta_name=meta or "meta", on_error=on_error, skipped=skipped)
+    counts = split_records(keyed, [outs[p.path] for p in parts], [p.fraction for p in parts], seed=seed)
     return SplitReport(counts={p.path: n for p, n in zip(parts, counts)})

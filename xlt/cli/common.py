@@ -8,14 +8,14 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Iterator
-from typing import Annotated, Any, Optional
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, Annotated, Any, Optional
 
 import typer
 
 from xlt import log
 from xlt.errors import XltError
-from xlt.io import SkipReport
+from xlt.io import OutputSet, SkipReport
 
 def _finite(value: Any, lo: float | None = None, hi: float | None = None) -> float:
     """A float option value that is a finite number (click's FLOAT takes `nan` and `inf`, and
@@ -123,6 +123,65 @@ def command(name: str, *, quiet: bool = False, verbose: bool = False) -> Iterato
         hint = "" if verbose else " (rerun with --verbose for the traceback)"
         print(f"xlt {name}: error: {type(exc).__name__}: {one_line(str(exc))}{hint}", file=sys.stderr)
         raise typer.Exit(1) from None
+
+
+class Run:
+    """What a stage's body gets from `stage`: its outputs (claimed before any work, committed
+    together when the body succeeds) and the report of skipped bad records."""
+
+    def __init__(self, outputs: OutputSet, skipped: SkipReport) -> None:
+        self.outputs = outputs
+        self.skipped = skipped
+        self._after: list[Callable[[], None]] = []
+
+    def after(self, report: Callable[[], None]) -> None:
+        """Run `report` (a summary for stderr) once the outputs are committed and skips reported."""
+        self._after.append(report)
+
+    def claim(self, outputs: Iterable[tuple[str | None, str]]) -> None:
+        """Check more outputs (path, what) before the work: those known only once options are parsed."""
+        self.outputs.claim_all(outputs)
+
+    def text(self, path: str | None, *, what: str = "output") -> IO[str]:
+        """A text stream for `path` (None or `-`: stdout), committed with the others."""
+        return self.outputs.text(path, what=what)
+
+    def path(self, path: str, *, what: str = "output", is_dir: bool = False) -> str:
+        """A temporary path that becomes `path` when the stage succeeds."""
+        return self.outputs.path(path, what=what, is_dir=is_dir)
+
+    def write(self, records: Iterable[dict[str, Any]], path: str | None = None, *,
+              progress: str | None = None, total: int | None = None) -> int:
+        """Write records as JSONL to `path` (stdout by default), with a progress line when named."""
+        from xlt.io import write_records
+
+        if progress:
+            records = log.track(records, description=progress, total=total)
+        return write_records(records, self.text(path))
+
+
+@contextlib.contextmanager
+def stage(name: str, *, output: str | None = None, main_output: bool = True, force: bool = False,
+          quiet: bool = False, verbose: bool = False, outputs: Sequence[tuple[str | None, str]] = ()) -> Iterator[Run]:
+    """The one shape of every stage: check the outputs, run, commit the outputs, report skips.
+
+    `output` is the main output (None: stdout; none at all with `main_output=False`, as for a
+    stage that writes only named files); `outputs` more of them as (path, what), None left out.
+    Every output is checked (exists without --force, two names for one file) before the body
+    runs; the body's outputs are committed together when it succeeds and none is left when it
+    fails; the skipped records are reported after the commit. Errors become exit codes as in
+    `command`.
+    """
+    with command(name, quiet=quiet, verbose=verbose):
+        run = Run(OutputSet(force=force), SkipReport())
+        if main_output:
+            run.outputs.claim(output)
+        run.outputs.claim_all(outputs)
+        with run.outputs:
+            yield run
+        report_skipped(run.skipped)
+        for report in run._after:
+            report()
 
 
 def one_line(text: str, limit: int = 300) -> str:

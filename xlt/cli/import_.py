@@ -48,24 +48,19 @@ def import_cli(
 
     Example: xlt import dev.tsv --map premise=sentence1 --map hypothesis=sentence2 --map label=gold --lang fr -o dev.fr.jsonl
     """
-    with common.command("import", quiet=quiet, verbose=verbose):
-        from xlt.ingest import ImportReport, import_records
-        from xlt.io import SkipReport, check_output, open_output, write_records
+    with common.stage("import", output=output, force=force, quiet=quiet, verbose=verbose) as run:
+        from xlt.ingest.importer import ImportReport, import_records
 
-        check_output(output, force=force)
-        skipped = SkipReport()
         report = ImportReport()
         records = import_records(
             sources or [], dataset=dataset, config=config, split=split, streaming=streaming, fmt=fmt,
             columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None, preset=preset,
             maps=maps or [], column=column, lang=lang, lang_from=lang_from, id_from=id_from, labels=labels,
-            keep=keep or [], langs=langs, on_error=on_error, skipped=skipped, report=report,
+            keep=keep or [], langs=langs, on_error=on_error, skipped=run.skipped, report=report,
         )
-        with open_output(output, force=force) as out:
-            write_records(log.track(records, description="import"), out)
-        common.report_skipped(skipped)
+        run.write(records, output, progress="import")
         dropped = f"; {report.filtered} outside --langs left out" if report.filtered else ""
-        log.info(f"wrote {report.written} record(s) from {report.rows} row(s){dropped}")
+        run.after(lambda: log.info(f"wrote {report.written} record(s) from {report.rows} row(s){dropped}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,9 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from xlt import log
 from xlt.cli import common
-from xlt.io import SkipReport, check_output, open_output, write_records
 from xlt.pair import PairReport, load_parallel, log_report, pair_records
 from xlt.records import parse_fields
 
@@ -41,20 +39,16 @@ def pair_cli(
 
     Example: xlt pair --premise-lang en --hypothesis-lang hi dev.en.jsonl dev.hi.jsonl | head -1
     """
-    with common.command("pair", quiet=quiet, verbose=verbose):
-        check_output(output, force=force)
-        skipped = SkipReport()
-        data = load_parallel(files, fields=parse_fields(fields), on_error=on_error, skipped=skipped)
+    with common.stage("pair", output=output, force=force, quiet=quiet, verbose=verbose) as run:
+        data = load_parallel(files, fields=parse_fields(fields), on_error=on_error, skipped=run.skipped)
         report = PairReport()
         chosen = [x.strip() for x in langs.split(",") if x.strip()] if langs is not None else None
         records = pair_records(
             data, premise_lang=premise_lang, hypothesis_lang=hypothesis_lang, all_pairs=all_pairs,
             langs=chosen, src=src, label_from=label_from, report=report,
         )
-        with open_output(output, force=force) as out:
-            write_records(log.track(records, description="pair", total=report.total), out)
-        common.report_skipped(skipped)
-        log_report(report)
+        run.write(records, output, progress="pair", total=report.total)
+        run.after(lambda: log_report(report))
 
 
 def register(app: typer.Typer) -> None:

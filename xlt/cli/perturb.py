@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from xlt.cli import common
 from xlt.errors import UsageError
-from xlt.io import SkipReport, check_output, open_output, parse_shard, write_records
+from xlt.io import parse_shard
 from xlt.records import parse_fields
 
 Method = Annotated[str, typer.Option("--method", help="synonym (RS-DA: synonym replacement), swap (RS-syntax: adjacent word swaps) or paraphrase (round-trip translation).")]
@@ -58,52 +58,61 @@ def perturb_cli(
 
     Example: xlt perturb --method synonym --copies 3 --synonyms en=counterfitted_neighbors.json mnli.en.jsonl | xlt teach - --model me5-small --out en-rs.ckpt
     """
-    with common.command("perturb", quiet=quiet, verbose=verbose):
-        from xlt.augment.perturb import METHODS, PerturbReport, SwapMethod, SynonymMethod, log_report, perturb_records
-        from xlt.augment.synonyms import BUILTIN_STOPWORDS, DEFAULT, load_synonyms, load_wordlist, parse_lang_specs
+    with common.stage("perturb", output=output, force=force, quiet=quiet, verbose=verbose) as run:
+        from xlt.augment.perturb import PerturbReport, log_report, perturb_records
 
-        check_output(output, force=force)
-        if method not in METHODS:
-            raise UsageError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
-        only = {
-            "synonym": {"--synonyms": synonyms, "--max-rate": max_rate, "--stopwords": stopwords,
-                        "--keep-stopwords/--replace-stopwords": keep_stopwords},
-            "swap": {"--p": p},
-            "paraphrase": {"--via": via, "--model": model, "--back-model": back_model, "--sampling-topk": sampling_topk,
-                           "--temperature": temperature, "--beam-size": beam_size, "--batch-size": batch_size,
-                           "--device": device, "--compute-type": compute_type, "--threads": threads},
-        }
-        for other, opts in only.items():
-            given = [name for name, value in opts.items() if value is not None]
-            if other != method and given:
-                raise UsageError(f"{', '.join(given)}: only for --method {other}")
-        if method == "synonym":
-            sets = {lang: load_synonyms(path) for lang, path in parse_lang_specs(synonyms or [], "--synonyms").items()}
-            stop: dict[str, frozenset[str]] = {}
-            if keep_stopwords is False:
-                if stopwords:
-                    raise UsageError("--stopwords and --replace-stopwords contradict each other")
-            else:
-                lists = {lang: load_wordlist(path) for lang, path in parse_lang_specs(stopwords or [], "--stopwords").items()}
-                stop = {} if DEFAULT in lists else dict(BUILTIN_STOPWORDS)  # a list for every language replaces the built-in ones
-                stop.update(lists)
-            perturber = SynonymMethod(sets, stop, max_rate=1.0 if max_rate is None else max_rate)
-        elif method == "swap":
-            perturber = SwapMethod(p=0.1 if p is None else p)
-        else:
-            perturber = _paraphraser(via, model, back_model, sampling_topk=sampling_topk, temperature=temperature,
-                                     beam_size=beam_size, batch_size=batch_size, device=device,
-                                     compute_type=compute_type, threads=threads, seed=seed)
-        skipped = SkipReport()
+        perturber = _method(method, synonyms=synonyms, max_rate=max_rate, keep_stopwords=keep_stopwords,
+                            stopwords=stopwords, p=p, via=via, model=model, back_model=back_model,
+                            sampling_topk=sampling_topk, temperature=temperature, beam_size=beam_size,
+                            batch_size=batch_size, device=device, compute_type=compute_type, threads=threads, seed=seed)
         report = PerturbReport()
         records = perturb_records(
             files, perturber, copies=copies, original=not no_original, seed=seed, fields=parse_fields(fields),
-            shard=parse_shard(shard), on_error=on_error, skipped=skipped, report=report,
+            shard=parse_shard(shard), on_error=on_error, skipped=run.skipped, report=report,
         )
-        with open_output(output, force=force) as out:
-            write_records(records, out)
-        common.report_skipped(skipped)
-        log_report(report)
+        run.write(records, output)
+        run.after(lambda: log_report(report))
+
+
+def _method(method: str, *, synonyms: list[str] | None, max_rate: float | None, keep_stopwords: bool | None,
+            stopwords: list[str] | None, p: float | None, via: str | None, model: str | None,
+            back_model: str | None, sampling_topk: int | None, temperature: float | None, beam_size: int | None,
+            batch_size: int | None, device: str | None, compute_type: str | None, threads: int | None,
+            seed: int) -> Any:
+    """The perturbation method of `--method` from its options; another method's option is an error."""
+    from xlt.augment.perturb import METHODS, SwapMethod, SynonymMethod
+    from xlt.augment.synonyms import BUILTIN_STOPWORDS, DEFAULT, load_synonyms, load_wordlist, parse_lang_specs
+
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    only = {
+        "synonym": {"--synonyms": synonyms, "--max-rate": max_rate, "--stopwords": stopwords,
+                    "--keep-stopwords/--replace-stopwords": keep_stopwords},
+        "swap": {"--p": p},
+        "paraphrase": {"--via": via, "--model": model, "--back-model": back_model, "--sampling-topk": sampling_topk,
+                       "--temperature": temperature, "--beam-size": beam_size, "--batch-size": batch_size,
+                       "--device": device, "--compute-type": compute_type, "--threads": threads},
+    }
+    for other, opts in only.items():
+        given = [name for name, value in opts.items() if value is not None]
+        if other != method and given:
+            raise UsageError(f"{', '.join(given)}: only for --method {other}")
+    if method == "swap":
+        return SwapMethod(p=0.1 if p is None else p)
+    if method == "paraphrase":
+        return _paraphraser(via, model, back_model, sampling_topk=sampling_topk, temperature=temperature,
+                            beam_size=beam_size, batch_size=batch_size, device=device,
+                            compute_type=compute_type, threads=threads, seed=seed)
+    sets = {lang: load_synonyms(path) for lang, path in parse_lang_specs(synonyms or [], "--synonyms").items()}
+    stop: dict[str, frozenset[str]] = {}
+    if keep_stopwords is False:
+        if stopwords:
+            raise UsageError("--stopwords and --replace-stopwords contradict each other")
+    else:
+        lists = {lang: load_wordlist(path) for lang, path in parse_lang_specs(stopwords or [], "--stopwords").items()}
+        stop = {} if DEFAULT in lists else dict(BUILTIN_STOPWORDS)  # a list for every language replaces the built-in ones
+        stop.update(lists)
+    return SynonymMethod(sets, stop, max_rate=1.0 if max_rate is None else max_rate)
 
 
 def _paraphraser(via: str | None, model: str | None, back_model: str | None, *, device: str | None,

@@ -39,11 +39,21 @@ def report_cli(
     Example: xlt report base=base.json adv=adv.json rs=rs.json --baseline base -o results.json
     --markdown results.md
     """
-    with common.command("report", quiet=quiet, verbose=verbose):
-        from xlt.evaluate.summary import write_summary
+    with common.stage("report", output=output, outputs=[(markdown, "output"), (plot, "--plot")], force=force,
+                      quiet=quiet, verbose=verbose) as run:
+        from xlt import log
+        from xlt.evaluate.summary import build_summary, load_named, plot_summary
+        from xlt.io import dump_json
 
-        write_summary(systems or [], baseline=baseline, langs=_codes(langs), source=_codes(source), title=title,
-                      output=output, markdown=markdown, plot=plot, force=force)
+        summary, md = build_summary(load_named(systems or []), baseline=baseline, langs=_codes(langs),
+                                    source=_codes(source), title=title)
+        text = dump_json(summary, what="the summary")
+        if markdown:
+            run.text(markdown).write(md)
+        if plot:
+            plot_summary(summary, run.path(plot, what="--plot"), title=title)
+        run.text(output).write(text)
+        run.after(lambda: log.block(md))
 
 
 def register(app: typer.Typer) -> None:

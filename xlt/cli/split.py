@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -30,18 +30,21 @@ def split_cli(
     Example: xlt split ../shared/data/xnli/dev.fr.jsonl --meta ../shared/data/xnli/dev.meta.jsonl
     --by premise_group --into fr.unlabelled.jsonl:0.5 --into fr.test.jsonl:0.5
     """
-    with common.command("split", quiet=quiet, verbose=verbose):
-        from xlt.io import SkipReport
-        from xlt.split import parse_parts, split_files
+    with common.stage("split", main_output=False, force=force, quiet=quiet, verbose=verbose) as run:
+        from xlt.split import check_by, parse_parts, split_stream
 
         parts = parse_parts(into or [])
-        skipped = SkipReport()
-        report = split_files(files, parts=parts, by=by, meta=meta, seed=seed, force=force,
-                             on_error=on_error, skipped=skipped)
-        common.report_skipped(skipped)
-        for path, n in report.counts.items():
-            share = n / report.total if report.total else 0.0
-            log.info(f"{'<stdout>' if path == '-' else path}: {n} records ({share:.1%})")
+        check_by(by, name="--by")
+        run.claim([(p.path, "output") for p in parts])  # every part checked before anything is read
+        report = split_stream(files, {p.path: run.text(p.path) for p in parts}, parts=parts, by=by, meta=meta,
+                              seed=seed, on_error=on_error, skipped=run.skipped)
+        run.after(lambda: _log_counts(report))
+
+
+def _log_counts(report: Any) -> None:
+    for path, n in report.counts.items():
+        share = n / report.total if report.total else 0.0
+        log.info(f"{'<stdout>' if path == '-' else path}: {n} records ({share:.1%})")
 
 
 def register(app: typer.Typer) -> None:

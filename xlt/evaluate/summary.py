@@ -190,83 +190,94 @@ def summarize(
     names = [r.name for r in reports]
     if baseline is not None and baseline not in names:
         raise UsageError(f"--baseline {baseline!r} is not one of the systems ({', '.join(names)})")
-    seen: list[str] = []
-    for r in reports:
-        for lang in r.report["languages"]:
-            if lang not in seen:
-                seen.append(lang)
-    if langs:
-        missing = [x for x in langs if x not in seen]
-        if missing:
-            raise UsageError(f"--langs: no report scored {', '.join(missing)} (they have {', '.join(seen)})")
-        columns = list(dict.fromkeys(langs))
-    else:
-        columns = seen
+    columns = _columns(reports, langs)
     base = next((r for r in reports if r.name == baseline), None)
     if source is None:
         source = list((base or reports[0]).report.get("source_languages") or [])
     non_source = [x for x in columns if x not in set(source)]
     base_digest = ((base.report.get("signature") or {}).get("model_digest")) if base else None
-
-    systems: list[dict[str, Any]] = []
-    for r in reports:
-        rep = r.report
-        sig = rep.get("signature") or {}
-        per: dict[str, Any] = {}
-        for lang in columns:
-            e = rep["languages"].get(lang)
-            per[lang] = None if e is None else {"accuracy": e["accuracy"], "macro_f1": e.get("macro_f1"), "n": e.get("n"),
-                                                "ci95": _interval(e.get("ci95"))}
-        accs = {k: v["accuracy"] for k, v in per.items() if v is not None}
-        complete = len(accs) == len(columns)
-        system: dict[str, Any] = {
-            "name": r.name, "report": r.path, "model": sig.get("model"), "model_digest": sig.get("model_digest"),
-            "languages": per,
-            # An average over fewer columns than the others' would not compare: None when a column is missing.
-            "average": _round(_mean(list(accs.values()))) if complete else None,
-            "average_non_source": _round(_mean([accs[k] for k in non_source])) if complete and non_source else None,
-            "matrix": matrix_summary(rep.get("matrix")),
-        }
-        comp = rep.get("compare")
-        vs_baseline = bool(comp) and base_digest is not None and sig.get("compare_model_digest") == base_digest \
-            and r is not base
-        if comp:
-            system["compare"] = {"model": sig.get("compare_model"), "model_digest": sig.get("compare_model_digest"),
-                                 "is_baseline": vs_baseline, "samples": comp.get("samples"),
-                                 "average": comp.get("average"), "average_non_source": comp.get("average_non_source")}
-        systems.append(system)
-        if with_training:
-            system["training"] = training_info(r)
-
+    systems = [_system(r, columns, non_source, base_digest=base_digest, is_base=r is base, with_training=with_training)
+               for r in reports]
     if base is not None:
-        b = next(s for s in systems if s["name"] == base.name)
-        for s, r in zip(systems, reports):
-            if s is b:
-                continue
-            comp = (r.report.get("compare") or {}) if s.get("compare", {}).get("is_baseline") else {}
-            for lang, cell in s["languages"].items():
-                bcell = b["languages"].get(lang)
-                if cell is None:
-                    continue
-                cell["delta"] = _round(cell["accuracy"] - bcell["accuracy"]) if bcell else None
-                test = (comp.get("languages") or {}).get(lang)
-                if test:
-                    cell["p_value"] = test.get("p_value")
-            for key in ("average", "average_non_source"):
-                s[f"delta_{key}"] = _round(s[key] - b[key]) if s[key] is not None and b[key] is not None else None
-                s[f"p_value_{key}"] = (comp.get(key) or {}).get("p_value") if comp else None
-            same = _same_data(r.report, base.report)
-            s["same_data_as_baseline"] = same
-            if same is False:
-                log.warn(f"{r.name} and the baseline {base.name} were scored on different data "
-                         f"({r.path} vs {base.path}): their deltas compare different records")
-
+        _add_deltas(systems, reports, base)
     out = {
         "xlt": __version__, "baseline": baseline, "languages": columns, "source_languages": list(source),
         "non_source_languages": non_source, "alpha": ALPHA, "systems": systems,
     }
     out["verdicts"] = verdicts(out)
     return out
+
+
+def _columns(reports: Sequence[NamedReport], langs: Sequence[str] | None) -> list[str]:
+    """The table's language columns: `langs` (each scored by some report), else every one scored."""
+    seen: list[str] = []
+    for r in reports:
+        for lang in r.report["languages"]:
+            if lang not in seen:
+                seen.append(lang)
+    if not langs:
+        return seen
+    missing = [x for x in langs if x not in seen]
+    if missing:
+        raise UsageError(f"--langs: no report scored {', '.join(missing)} (they have {', '.join(seen)})")
+    return list(dict.fromkeys(langs))
+
+
+def _system(r: NamedReport, columns: Sequence[str], non_source: Sequence[str], *, base_digest: str | None,
+            is_base: bool, with_training: bool) -> dict[str, Any]:
+    """One system's row: accuracy per column, averages, its matrix, its paired test, its training."""
+    rep = r.report
+    sig = rep.get("signature") or {}
+    per: dict[str, Any] = {}
+    for lang in columns:
+        e = rep["languages"].get(lang)
+        per[lang] = None if e is None else {"accuracy": e["accuracy"], "macro_f1": e.get("macro_f1"), "n": e.get("n"),
+                                            "ci95": _interval(e.get("ci95"))}
+    accs = {k: v["accuracy"] for k, v in per.items() if v is not None}
+    complete = len(accs) == len(columns)
+    system: dict[str, Any] = {
+        "name": r.name, "report": r.path, "model": sig.get("model"), "model_digest": sig.get("model_digest"),
+        "languages": per,
+        # An average over fewer columns than the others' would not compare: None when a column is missing.
+        "average": _round(_mean(list(accs.values()))) if complete else None,
+        "average_non_source": _round(_mean([accs[k] for k in non_source])) if complete and non_source else None,
+        "matrix": matrix_summary(rep.get("matrix")),
+    }
+    comp = rep.get("compare")
+    vs_baseline = bool(comp) and base_digest is not None and sig.get("compare_model_digest") == base_digest \
+        and not is_base
+    if comp:
+        system["compare"] = {"model": sig.get("compare_model"), "model_digest": sig.get("compare_model_digest"),
+                             "is_baseline": vs_baseline, "samples": comp.get("samples"),
+                             "average": comp.get("average"), "average_non_source": comp.get("average_non_source")}
+    if with_training:
+        system["training"] = training_info(r)
+    return system
+
+
+def _add_deltas(systems: list[dict[str, Any]], reports: Sequence[NamedReport], base: NamedReport) -> None:
+    """Deltas against the baseline's row and the p-values of paired tests made against its model."""
+    b = next(s for s in systems if s["name"] == base.name)
+    for s, r in zip(systems, reports):
+        if s is b:
+            continue
+        comp = (r.report.get("compare") or {}) if s.get("compare", {}).get("is_baseline") else {}
+        for lang, cell in s["languages"].items():
+            bcell = b["languages"].get(lang)
+            if cell is None:
+                continue
+            cell["delta"] = _round(cell["accuracy"] - bcell["accuracy"]) if bcell else None
+            test = (comp.get("languages") or {}).get(lang)
+            if test:
+                cell["p_value"] = test.get("p_value")
+        for key in ("average", "average_non_source"):
+            s[f"delta_{key}"] = _round(s[key] - b[key]) if s[key] is not None and b[key] is not None else None
+            s[f"p_value_{key}"] = (comp.get(key) or {}).get("p_value") if comp else None
+        same = _same_data(r.report, base.report)
+        s["same_data_as_baseline"] = same
+        if same is False:
+            log.warn(f"{r.name} and the baseline {base.name} were scored on different data "
+                     f"({r.path} vs {base.path}): their deltas compare different records")
 
 
 def _interval(value: Any) -> list[float] | None:
@@ -465,35 +476,16 @@ def to_markdown(summary: dict[str, Any], *, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(
-    specs: Sequence[str],
+def build_summary(
+    reports: Sequence[NamedReport],
     *,
     baseline: str | None = None,
     langs: Sequence[str] | None = None,
     source: Sequence[str] | None = None,
     title: str | None = None,
-    output: str | None = None,
-    markdown: str | None = None,
-    plot: str | None = None,
-    force: bool = False,
-) -> dict[str, Any]:
-    """The whole `report` stage: read the named reports, write JSON (stdout or `output`) and the
-    markdown table (`markdown`, atomically)."""
-    from xlt.io import OutputSet, dump_json
-
-    with OutputSet(force=force) as outputs:
-        outputs.claim_all([(output, "output"), (markdown, "output"), (plot, "--plot")])
-        reports = load_named(specs)
-        summary = summarize(reports, baseline=baseline, langs=langs, source=source)
-        if title:
-            summary["title"] = title
-        md = to_markdown(summary, title=title)
-        text = dump_json(summary, what="the summary")
-        if markdown:
-            outputs.text(markdown).write(md)
-        if plot:
-            plot_summary(summary, outputs.path(plot, what="--plot"), title=title)
-        outputs.text(output).write(text)
-    if not log.state.quiet:
-        log.console().print(md, markup=False, highlight=False, soft_wrap=True)
-    return summary
+) -> tuple[dict[str, Any], str]:
+    """The summary (JSON-ready, with `title` when given) and its markdown table."""
+    summary = summarize(reports, baseline=baseline, langs=langs, source=source)
+    if title:
+        summary["title"] = title
+    return summary, to_markdown(summary, title=title)

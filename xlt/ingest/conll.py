@@ -14,7 +14,7 @@ these readers refuse the first and skip the second as the CoNLL-U specification 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from xlt.errors import RecordError, UsageError
@@ -59,42 +59,44 @@ def _lines(path: str) -> Iterator[tuple[int, str | RecordError]]:
             yield lineno, text.rstrip("\r\n")
 
 
+def _blocks(path: str, *, boundary: Callable[[str], bool]) -> Iterator[tuple[int, list[tuple[int, str]] | RecordError]]:
+    """The blank-line separated blocks of `path` (a `boundary` line ends one too): (first line
+    number, the block's (line number, text) lines), or (line number, error) for a block holding a
+    line that is not UTF-8."""
+    start: int | None = None
+    error: tuple[int, RecordError] | None = None
+    lines: list[tuple[int, str]] = []
+    for lineno, line in _lines(path):
+        if isinstance(line, RecordError):
+            start = lineno if start is None else start
+            error = error or (lineno, line)
+        elif not line.strip() or boundary(line):
+            if start is not None:
+                yield error or (start, lines)
+            start, error, lines = None, None, []
+        else:
+            start = lineno if start is None else start
+            lines.append((lineno, line))
+    if start is not None:
+        yield error or (start, lines)
+
+
 def read_conllu(path: str) -> Iterator[tuple[int, Row | RecordError]]:
     """Sentences of a CoNLL-U file as rows: `idx` (# sent_id), `text` (# text), and one list per
     column for the syntactic words (integer IDs). Multiword-token ranges (`1-2`) and empty nodes
     (`8.1`) are skipped; FORM keeps its spaces; `_` in the other columns is None (unspecified)."""
-    start: int | None = None
-    error: tuple[int, RecordError] | None = None
+    for start, block in _blocks(path, boundary=lambda line: False):
+        row = block if isinstance(block, RecordError) else _conllu_sentence(block)
+        if isinstance(row, tuple):
+            yield row  # (line, error) of the sentence's first bad line
+        elif row is not None:
+            yield start, row
+
+
+def _conllu_sentence(lines: list[tuple[int, str]]) -> Row | tuple[int, RecordError] | None:
     words: list[list[str]] = []
     meta: dict[str, str] = {}
-
-    def finish() -> tuple[int, Row | RecordError] | None:
-        if error is not None:
-            return error
-        if not words:
-            return None  # a block of comments only (`# newdoc`, `# global.columns`)
-        row: Row = {"idx": meta.get("sent_id"), "text": meta.get("text")}
-        for i, name in enumerate(CONLLU_COLUMNS[1:], 1):
-            keep_underscore = name in ("form", "lemma")  # `_` is the word itself there
-            row[CONLLU_ROW_NAMES[name]] = [w[i] if keep_underscore or w[i] != "_" else None for w in words]
-        return start, row  # type: ignore[return-value]
-
-    for lineno, line in _lines(path):
-        if isinstance(line, RecordError):
-            if start is None:
-                start = lineno
-            error = error or (lineno, line)
-            continue
-        if not line.strip():
-            done = finish() if start is not None else None
-            if done is not None:
-                yield done
-            start, error, words, meta = None, None, [], {}
-            continue
-        if start is None:
-            start = lineno
-        if error is not None:
-            continue
+    for lineno, line in lines:
         if line.startswith("#"):
             for key, pattern in (("sent_id", _SENT_ID), ("text", _TEXT)):
                 m = pattern.match(line)
@@ -103,22 +105,22 @@ def read_conllu(path: str) -> Iterator[tuple[int, Row | RecordError]]:
             continue
         cols = line.split("\t")
         if len(cols) != 10:
-            error = (lineno, RecordError(f"expected 10 tab-separated CoNLL-U columns, got {len(cols)}"))
-            continue
+            return lineno, RecordError(f"expected 10 tab-separated CoNLL-U columns, got {len(cols)}")
         wid = cols[0]
         if _RANGE.match(wid) or _EMPTY_NODE.match(wid):
             continue
         if not wid.isdigit() or int(wid) != len(words) + 1:
-            error = (lineno, RecordError(f"word ID {wid!r} where {len(words) + 1} was expected"))
-            continue
+            return lineno, RecordError(f"word ID {wid!r} where {len(words) + 1} was expected")
         if not cols[1]:
-            error = (lineno, RecordError(f"word {wid} has an empty FORM"))
-            continue
+            return lineno, RecordError(f"word {wid} has an empty FORM")
         words.append(cols)
-    if start is not None:
-        done = finish()
-        if done is not None:
-            yield done
+    if not words:
+        return None  # a block of comments only (`# newdoc`, `# global.columns`)
+    row: Row = {"idx": meta.get("sent_id"), "text": meta.get("text")}
+    for i, name in enumerate(CONLLU_COLUMNS[1:], 1):
+        keep_underscore = name in ("form", "lemma")  # `_` is the word itself there
+        row[CONLLU_ROW_NAMES[name]] = [w[i] if keep_underscore or w[i] != "_" else None for w in words]
+    return row
 
 
 def read_columns(path: str, *, tag_column: int | None = None) -> Iterator[tuple[int, Row | RecordError]]:
@@ -128,53 +130,30 @@ def read_columns(path: str, *, tag_column: int | None = None) -> Iterator[tuple[
     (tokens may hold spaces), otherwise on whitespace."""
     if tag_column is not None and tag_column < 2:
         raise UsageError(f"--column {tag_column}: the tag column of a column file is 2 or more (1 holds the tokens)")
-    start: int | None = None
-    error: tuple[int, RecordError] | None = None
+    for start, block in _blocks(path, boundary=lambda line: line.startswith("-DOCSTART-")):
+        row = block if isinstance(block, RecordError) else _column_sentence(block, path, tag_column)
+        yield row if isinstance(row, tuple) else (start, row)
+
+
+def _column_sentence(lines: list[tuple[int, str]], path: str, tag_column: int | None) -> Row | tuple[int, RecordError]:
     tokens: list[str] = []
     tags: list[str] = []
     width = 0
-
-    def finish() -> tuple[int, Row | RecordError] | None:
-        if error is not None:
-            return error
-        return (start, {"tokens": tokens, "ner_tags": tags}) if tokens else None  # type: ignore[return-value]
-
-    for lineno, line in _lines(path):
-        if isinstance(line, RecordError):
-            if start is None:
-                start = lineno
-            error = error or (lineno, line)
-            continue
-        if not line.strip() or line.startswith("-DOCSTART-"):
-            done = finish() if start is not None else None
-            if done is not None:
-                yield done
-            start, error, tokens, tags, width = None, None, [], [], 0
-            continue
-        if start is None:
-            start = lineno
-        if error is not None:
-            continue
+    for lineno, line in lines:
         cols = line.split("\t") if "\t" in line else line.split()
         if len(cols) < 2:
-            error = (lineno, RecordError("expected a token and a tag (two or more columns), got one column"))
-            continue
+            return lineno, RecordError("expected a token and a tag (two or more columns), got one column")
         if width and len(cols) != width:
-            error = (lineno, RecordError(f"{len(cols)} columns where the sentence's first line has {width}"))
-            continue
+            return lineno, RecordError(f"{len(cols)} columns where the sentence's first line has {width}")
         width = len(cols)
         if tag_column is not None and tag_column > width:
             raise UsageError(f"--column {tag_column}: {path}:{lineno} has only {width} columns")
         tag = cols[(tag_column or width) - 1].strip()
         if not cols[0] or not tag:
-            error = (lineno, RecordError("empty token or tag"))
-            continue
+            return lineno, RecordError("empty token or tag")
         tokens.append(cols[0])
         tags.append(tag)
-    if start is not None:
-        done = finish()
-        if done is not None:
-            yield done
+    return {"tokens": tokens, "ner_tags": tags}
 
 
 _SLOT = re.compile(r"\[\s*([^\[\]:\s]+)\s*:\s*([^\[\]]*)\]")
