@@ -86,7 +86,7 @@ def child_xlt(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from xlt.distill.softlabel import soft_label
-    from xlt.infer import Classifier
+    from xlt.inference.classifier import Classifier
 
     records = [json.loads(x) for x in open(args.input, encoding="utf-8")]
     engine, margin = ("ct2", 0.0) if args.child == "ct2-plain" else (args.child, None)
@@ -198,7 +198,7 @@ def main() -> None:
     write_jsonl(data, records)
 
     t0 = time.monotonic()
-    from xlt.infer import Classifier
+    from xlt.inference.classifier import Classifier
 
     clf = Classifier(args.model, engine="ct2", device="cpu")  # converts once into the cache
     clf.runner.exact_encoder  # and the float32 encoder near-ties are re-scored on

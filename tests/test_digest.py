@@ -11,7 +11,7 @@ import pytest
 import xlt.digest
 from xlt.digest import dir_digest
 from xlt.errors import UsageError
-from xlt.train.checkpoint import model_digest
+from xlt.digest import dir_digest as model_digest
 
 MIB = 1 << 20
 

@@ -1,4 +1,4 @@
-"""The CTranslate2 engine (xlt.engines) against the torch engine, and `--engine` on soft-label/eval."""
+"""The CTranslate2 engine (xlt.inference.ct2_engine) against the torch engine, and `--engine` on soft-label/eval."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def softmax(x):
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta", "roberta", "distilbert"])
 def test_ct2_matches_torch_on_every_head(family, families, cache):
-    from xlt.infer import Classifier
+    from xlt.inference.classifier import Classifier
 
     path = families[family]
     torch_clf = Classifier(path, engine="torch", batch_size=4, device="cpu")
@@ -122,8 +122,8 @@ def test_ct2_matches_torch_on_every_head(family, families, cache):
 def test_int8_near_ties_are_rescored_in_float32(families, cache):
     """Records whose int8 top-2 margin is below --rescore-margin take the float32 encoder's outputs;
     the others keep int8's, untouched."""
-    from xlt.engines import top2_margin
-    from xlt.infer import Classifier
+    from xlt.inference.ct2_engine import top2_margin
+    from xlt.inference.classifier import Classifier
 
     path = families["xlm-roberta"]
     run = dict(engine="ct2", batch_size=4, device="cpu", threads=1)
@@ -159,7 +159,7 @@ def test_int8_near_ties_are_rescored_in_float32(families, cache):
 
 def test_pairs_use_token_type_ids(families, cache):
     """BERT pairs: the second segment's type ids reach the CTranslate2 encoder."""
-    from xlt.infer import Classifier
+    from xlt.inference.classifier import Classifier
     from xlt.train.data import tokenize
 
     clf = Classifier(families["bert"], engine="ct2", compute_type="float32", device="cpu", threads=1)
@@ -173,7 +173,8 @@ def test_pairs_use_token_type_ids(families, cache):
 
 
 def test_engine_choice(families, tmp_path, cache):
-    from xlt.engines import choose_engine, ct2_unsupported
+    from xlt.inference.classifier import choose_engine
+    from xlt.inference.ct2_engine import ct2_unsupported
     from xlt.errors import UsageError
 
     assert choose_engine("auto", families["bert"]) == "ct2"
@@ -304,10 +305,10 @@ def test_threads_reach_the_engines(families, cache):
     import subprocess
     import sys
 
-    from xlt.infer import Classifier
+    from xlt.inference.classifier import Classifier
 
     assert Classifier(families["bert"], engine="ct2", device="cpu", threads=1).runner.threads == 1
-    code = ("import torch; from xlt.infer import Classifier; "
+    code = ("import torch; from xlt.inference.classifier import Classifier; "
             f"Classifier({families['bert']!r}, engine='torch', device='cpu', threads=1); print(torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -290,7 +290,7 @@ def test_device_cuda_without_gpu():
     import ctranslate2
 
     from xlt.errors import UsageError
-    from xlt.mt.translator import resolve_device
+    from xlt.ct2 import resolve_device
 
     if ctranslate2.get_cuda_device_count():
         pytest.skip("a GPU is present")

@@ -29,8 +29,9 @@ from typing import Any
 
 from xlt import log
 from xlt.errors import UsageError, XltError
-from xlt.train.checkpoint import MANIFEST
 
+#: A checkpoint's manifest (`xlt.train.checkpoint`): it stores the digest, so it is not digested.
+MANIFEST = "xlt.json"
 #: Bump when what is hashed changes: stored digests of another format are recomputed.
 FORMAT = 1
 #: Key of the stored digest in a checkpoint's `xlt.json`.

@@ -1,8 +1,10 @@
-"""Small helpers around torch/transformers shared by every stage (imported lazily by callers)."""
+"""Small helpers around torch/transformers shared by every stage (imported lazily by callers): quiet
+logs, the `--device` reading of every runtime, safetensors-only loading."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from xlt import log
 from xlt.errors import UsageError
@@ -27,20 +29,37 @@ def quiet_transformers() -> None:
         pass
 
 
-def resolve_device(spec: str = "auto") -> str:
-    """`auto` -> cuda when available else cpu; `cpu`, `cuda`, `cuda:N` checked."""
-    import torch
-
+def parse_device(spec: str | None, *, gpus: Callable[[], int], runtime: str) -> tuple[str, int | None]:
+    """The one reading of `--device` for every runtime (torch, CTranslate2): `auto` -> cuda when
+    `gpus()` (the CUDA devices `runtime` sees) is not 0, else cpu; `cpu`; `cuda` or `cuda:N`,
+    checked against `gpus()`. Returns ("cpu" or "cuda", N or None when no index was given)."""
     spec = (spec or "auto").lower()
     if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return ("cuda", None) if gpus() else ("cpu", None)
     if spec == "cpu":
-        return "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {spec}: CUDA is not available on this machine (torch {torch.__version__})")
-        return spec
+        return "cpu", None
+    if spec == "cuda" or spec.startswith("cuda:"):
+        index_s = spec.partition(":")[2]
+        if index_s and not index_s.isdigit():
+            raise UsageError(f"--device {spec}: expected cuda:N")
+        count = gpus()
+        if not count:
+            raise UsageError(f"--device {spec}: {runtime} sees no CUDA device on this machine")
+        if index_s and int(index_s) >= count:
+            raise UsageError(f"--device {spec}: only {count} CUDA device(s)")
+        return "cuda", int(index_s) if index_s else None
     raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {spec!r}")
+
+
+def resolve_device(spec: str = "auto") -> str:
+    """`--device` for torch (`parse_device`): "cpu", "cuda" or "cuda:N"."""
+    import torch
+
+    def gpus() -> int:
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+    kind, index = parse_device(spec, gpus=gpus, runtime=f"torch {torch.__version__}")
+    return kind if index is None else f"{kind}:{index}"
 
 
 #: Weight files that are Python pickles (loading one can run arbitrary code).

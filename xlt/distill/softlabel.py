@@ -71,7 +71,7 @@ def soft_label(
     soft label is never written."""
     import numpy as np
 
-    from xlt.infer import softmax
+    from xlt.inference.types import softmax
 
     check = check or ViewCheck(which, fields or teacher.fields)  # the reader's own, when it validated with one
     if not math.isfinite(temperature) or temperature <= 0:

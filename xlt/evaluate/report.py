@@ -1,248 +1,372 @@
-"""`eval`: score classifiers on records per language, with intervals, paired tests and matrices."""
+"""`report`: merge `xlt eval` reports of several systems into one side-by-side results table.
+
+Input: named eval reports (the JSON of `xlt eval`, see `xlt.evaluate.report.build_report`).
+Output: a machine-readable summary (per system: accuracy per language, averages, deltas against
+a baseline system, the paired-bootstrap p-values the eval reports hold, the language-matrix
+summary, and the seed / steps / training time from each model's checkpoint manifest) and a
+markdown table for a RESULTS file.
+
+Averages are recomputed over the languages shown (all languages any report scored, or
+``langs``), the same mean of per-language accuracies that `eval` reports, so every row is
+averaged over the same columns. p-values come from the eval reports as they are: a report made
+with ``xlt eval --model SYSTEM --compare BASELINE`` carries a paired test against the baseline's
+model (recognised by its model digest); they test the report's own language average, over all
+the languages that eval scored.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import IO, Any
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from xlt import __version__, log
-from xlt.errors import InputError, RecordError, XltError
-from xlt.evaluate.metrics import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
+from xlt.errors import InputError, UsageError
 from xlt.evaluate.metrics import round_metric as _round
-from xlt.io import dumps
-from xlt.records import Record, check_text, field_langs, infer_fields, record_lang
+
+#: Per-language cells whose paired test against the baseline has p below this get a `*`.
+ALPHA = 0.05
 
 
-@dataclass
-class Scored:
-    """What is kept per record: languages, gold index (-1 without label), predictions per model."""
+@dataclass(frozen=True)
+class NamedReport:
+    """One system's eval report, or several merged (one per language, e.g. per-language models)."""
 
-    langs: list[str] = field(default_factory=list)
-    pair_langs: list[tuple[str, str]] = field(default_factory=list)
-    gold: list[int] = field(default_factory=list)
-    preds: list[list[int]] = field(default_factory=list)
-    unlabelled: int = 0
-    unlabelled_by_lang: dict[str, int] = field(default_factory=dict)
+    name: str
+    path: str
+    report: dict[str, Any]
+    parts: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
-def score_records(
-    located: Iterable[tuple[str, Record]],
-    classifiers: Sequence[Any],
-    *,
-    fields: tuple[str, ...] | None = None,
-    chunk: int = 2048,
-    predictions: IO[str] | None = None,
-    check: "EvalInputCheck | None" = None,
-) -> tuple[Scored, tuple[str, ...]]:
-    """Run every classifier over the records (streamed in chunks) and keep what metrics need."""
-    labels = classifiers[0].labels
-    # Each model's class index -> the first model's (models may order the same labels differently).
-    perms = []
-    for c in classifiers:
-        if sorted(c.labels.names) != sorted(labels.names):
-            raise InputError(f"--compare: the models have different labels ({labels.names} vs {c.labels.names})")
-        perms.append([labels.index(v) for v in c.labels.values])
-    chosen = fields or classifiers[0].fields
-    scored = Scored(preds=[[] for _ in classifiers])
-    buf: list[tuple[str, Record]] = []
+def parse_named(specs: Sequence[str]) -> list[tuple[str, str]]:
+    """`["base=base.json", "adv=adv.json"]` -> [(name, path)]; names unique and non-empty.
 
-    def flush() -> None:
-        texts = [tuple(r[f] for f in chosen) for _, r in buf]
-        outs = [c.predict(texts) for c in classifiers]
-        import numpy as np
-
-        from xlt.infer import softmax
-
-        for c, out in zip(classifiers, outs):
-            finite = np.isfinite(out.logits).all(axis=-1)
-            if not finite.all():
-                where = buf[int(np.argmin(finite))][0]
-                raise XltError(f"{c.path} produced non-finite outputs (NaN or Infinity) for {where}; "
-                               "nothing is scored from a broken model")
-
-        for i, (where, rec) in enumerate(buf):
-            lang = record_lang(rec)
-            scored.langs.append(lang)
-            fl = field_langs(rec, chosen)
-            scored.pair_langs.append((fl[0], fl[-1]))
-            if rec.get("label") is None:
-                scored.gold.append(-1)
-                scored.unlabelled += 1
-                scored.unlabelled_by_lang[lang] = scored.unlabelled_by_lang.get(lang, 0) + 1
-            else:
-                try:
-                    scored.gold.append(labels.index(rec["label"]))
-                except RecordError as exc:
-                    raise InputError(f"{where}: {exc}") from None
-            for k, out in enumerate(outs):
-                scored.preds[k].append(perms[k][int(out.logits[i].argmax())])
-        if predictions is not None:
-            probs = softmax(outs[0].logits)
-            for i, (_, rec) in enumerate(buf):
-                p = probs[i]
-                rec_out = dict(rec)
-                rec_out["pred"] = {"label": labels.values[int(p.argmax())], "probs": [round(float(x), 6) for x in p],
-                                   "labels": labels.values, "model": classifiers[0].digest}
-                predictions.write(dumps(rec_out) + "\n")
-        buf.clear()
-
-    check = check or EvalInputCheck(labels, chosen)
-    for where, rec in located:
-        try:
-            check(rec)  # a no-op for records the reader already validated with the same check
-        except RecordError as exc:
-            raise InputError(f"{where}: {exc}") from None
-        chosen = check.fields
-        buf.append((where, rec))
-        if len(buf) >= chunk:
-            flush()
-    if buf:
-        flush()
-    return scored, chosen or ()
+    A path may list several reports separated by commas (`fr.json,de.json`): `load_named`
+    merges them into one row."""
+    if not specs:
+        raise UsageError("give at least one NAME=REPORT.json")
+    out: list[tuple[str, str]] = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or not path:
+            raise UsageError(f"expected NAME=REPORT.json, not {spec!r}")
+        if any(name == n for n, _ in out):
+            raise UsageError(f"system name {name!r} is given twice")
+        out.append((name, path))
+    return out
 
 
-class EvalInputCheck:
-    """`validate` for the reader: a record's text fields and its label (when it has one) must fit
-    the model, so `--on-error skip` skips such records like any other bad input. The text fields
-    are `fields`, else the model's, else inferred from the first good record."""
+def load_report(name: str, path: str) -> NamedReport:
+    """Read one `xlt eval` JSON report (exit 2 with the file named when it is not one)."""
+    from xlt.io import load_json
 
-    def __init__(self, labels: Any, fields: tuple[str, ...] | None) -> None:
-        self.labels = labels
-        self.fields = fields
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    report = load_json(path, what="eval report")  # strict: NaN/Infinity are refused, naming the file
+    if not isinstance(report, dict) or not isinstance(report.get("languages"), dict):
+        raise InputError(f'{path}: not an xlt eval report (no "languages" object)')
+    for lang, entry in report["languages"].items():
+        acc = entry.get("accuracy") if isinstance(entry, dict) else None
+        if isinstance(acc, bool) or not isinstance(acc, (int, float)):
+            raise InputError(f'{path}: language "{lang}" has no numeric "accuracy"')
+        if not 0.0 <= acc <= 1.0:
+            raise InputError(f'{path}: language "{lang}": "accuracy" {acc} is not in [0, 1]')
+    return NamedReport(name, path, report, parts=((path, report),))
 
-    def __call__(self, rec: Record) -> None:
-        fields = self.fields or infer_fields(rec)
-        check_text(rec, fields)
-        if rec.get("label") is not None:
-            self.labels.index(rec["label"])
-        self.fields = fields
 
-
-def build_report(
-    scored: Scored,
-    *,
-    labels: Any,
-    source_langs: Sequence[str],
-    bootstrap: int = 0,
-    seed: int = 0,
-    matrix: bool = False,
-    signature: dict[str, Any],
-) -> dict[str, Any]:
-    """Per-language accuracy and macro-F1 with counts, averages (all and non-source), optional
-    bootstrap intervals, the premise x hypothesis matrix, and paired tests against model B."""
-    n_classes = len(labels)
-    rows_by_lang: dict[str, list[int]] = {}
-    for i, (lang, g) in enumerate(zip(scored.langs, scored.gold)):
-        if g >= 0:
-            rows_by_lang.setdefault(lang, []).append(i)
-    gold = scored.gold
-    pa = scored.preds[0]
-    langs_out: dict[str, Any] = {}
-    for lang, rows in rows_by_lang.items():
-        g = [gold[i] for i in rows]
-        p = [pa[i] for i in rows]
-        entry: dict[str, Any] = {"n": len(rows), "accuracy": _round(accuracy(g, p)), "macro_f1": _round(macro_f1(g, p, n_classes))}
-        if bootstrap:
-            lo, hi = bootstrap_ci([int(a == b) for a, b in zip(g, p)], samples=bootstrap, seed=seed)
-            entry["ci95"] = [_round(lo), _round(hi)]
-        if scored.unlabelled_by_lang.get(lang):
-            entry["unlabelled"] = scored.unlabelled_by_lang[lang]
-        langs_out[lang] = entry
-
-    def average(keys: list[str]) -> dict[str, Any] | None:
-        if not keys:
-            return None
-        return {"languages": len(keys), "n": sum(langs_out[k]["n"] for k in keys),
-                "accuracy": _round(sum(langs_out[k]["accuracy"] for k in keys) / len(keys)),
-                "macro_f1": _round(sum(langs_out[k]["macro_f1"] for k in keys) / len(keys))}
-
-    all_langs = list(langs_out)
-    non_source = [k for k in all_langs if k not in set(source_langs)]
-    labelled = [i for i, g in enumerate(gold) if g >= 0]
-    report: dict[str, Any] = {
-        "signature": signature,
-        "languages": langs_out,
-        "average": average(all_langs),
-        "average_non_source": average(non_source) if source_langs else None,
-        "source_languages": list(source_langs),
-        "overall": {"n": len(labelled), "accuracy": _round(accuracy([gold[i] for i in labelled], [pa[i] for i in labelled]))},
-        "unlabelled": scored.unlabelled,
+def merge_reports(name: str, parts: Sequence[NamedReport]) -> NamedReport:
+    """One row from several eval reports that score different languages (per-language models):
+    their languages and per-language paired tests side by side. A language scored twice is an
+    error; averages and their tests belong to one report, so a merged row has only per-language
+    tests; the matrix is kept only from a single report."""
+    if len(parts) == 1:
+        return NamedReport(name, parts[0].path, parts[0].report, parts=parts[0].parts)
+    languages: dict[str, Any] = {}
+    compare: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    for p in parts:
+        for lang, entry in p.report["languages"].items():
+            if lang in languages:
+                raise InputError(f"{name}: {owner[lang]} and {p.path} both score language {lang!r}; "
+                                 "a merged row takes each language from one report")
+            languages[lang] = entry
+            owner[lang] = p.path
+        compare.update((p.report.get("compare") or {}).get("languages") or {})
+    merged: dict[str, Any] = {
+        "languages": languages,
+        "source_languages": list(dict.fromkeys(x for p in parts for x in (p.report.get("source_languages") or []))),
+        "merged_from": [p.path for p in parts],
     }
-    if matrix:
-        report["matrix"] = build_matrix(scored)
-    if len(scored.preds) > 1:
-        pb = scored.preds[1]
-        comp: dict[str, Any] = {"languages": {}}
-        for lang, rows in rows_by_lang.items():
-            ca = [int(pa[i] == gold[i]) for i in rows]
-            cb = [int(pb[i] == gold[i]) for i in rows]
-            test = paired_bootstrap(ca, cb, samples=bootstrap or 1000, seed=seed)
-            comp["languages"][lang] = {"accuracy_a": _round(sum(ca) / len(ca)), "accuracy_b": _round(sum(cb) / len(cb)),
-                                       "delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]],
-                                       "p_value": _round(test["p_value"])}
-        ca = [int(pa[i] == gold[i]) for i in labelled]
-        cb = [int(pb[i] == gold[i]) for i in labelled]
-        groups = [scored.langs[i] for i in labelled]
-        test = paired_bootstrap(ca, cb, samples=bootstrap or 1000, seed=seed, groups=groups)
-        comp["average"] = {"delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]], "p_value": _round(test["p_value"])}
-        if source_langs and non_source:
-            keep = [i for i in labelled if scored.langs[i] in set(non_source)]
-            test = paired_bootstrap([int(pa[i] == gold[i]) for i in keep], [int(pb[i] == gold[i]) for i in keep],
-                                    samples=bootstrap or 1000, seed=seed, groups=[scored.langs[i] for i in keep])
-            comp["average_non_source"] = {"delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]],
-                                          "p_value": _round(test["p_value"])}
-        comp["samples"] = bootstrap or 1000
-        report["compare"] = comp
-    return report
+    if compare:
+        merged["compare"] = {"languages": compare}
+    return NamedReport(name, ",".join(p.path for p in parts), merged, parts=tuple(x for p in parts for x in p.parts))
 
 
-def build_matrix(scored: Scored) -> dict[str, Any]:
-    """Accuracy per (premise language, hypothesis language), languages in first-seen order."""
-    order: list[str] = []
-    cells: dict[tuple[str, str], list[int]] = {}
-    for i, ((p, h), g) in enumerate(zip(scored.pair_langs, scored.gold)):
-        for lang in (p, h):
-            if lang not in order:
-                order.append(lang)
-        if g < 0:
+def load_named(specs: Sequence[str]) -> list[NamedReport]:
+    """Read every NAME=REPORT[,REPORT...] (see `parse_named`)."""
+    out: list[NamedReport] = []
+    for name, paths in parse_named(specs):
+        files = [x for x in paths.split(",") if x]
+        if not files:
+            raise UsageError(f"{name}: no report file given")
+        out.append(merge_reports(name, [load_report(name, f) for f in files]))
+    return out
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def matrix_summary(matrix: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Mean accuracy of the same-language cells (diagonal) and of the cross-language cells of an
+    eval report's premise x hypothesis matrix (the generalized cross-lingual setting)."""
+    if not matrix or not matrix.get("accuracy"):
+        return None
+    same: list[float] = []
+    cross: list[float] = []
+    prem, hyp = matrix["premise_langs"], matrix["hypothesis_langs"]
+    for i, row in enumerate(matrix["accuracy"]):
+        for j, v in enumerate(row):
+            if v is not None:
+                (same if prem[i] == hyp[j] else cross).append(v)
+    return {"same_language": _round(_mean(same)), "cross_language": _round(_mean(cross)),
+            "all": _round(_mean(same + cross)), "cells": len(same) + len(cross)}
+
+
+def training_info(report: NamedReport) -> dict[str, Any] | None:
+    """Seed, steps, examples and training seconds that `xlt eval` recorded in each report's
+    signature (summed over the models of a merged row; the seed when they share one). Only the
+    named reports are read: never a path a report's contents name."""
+    infos = [_one_training_info(report.name, path, rep) for path, rep in report.parts]
+    if not infos or any(i is None for i in infos):
+        return None
+    if len(infos) == 1:
+        return infos[0]
+    seeds = {i.get("seed") for i in infos}
+
+    def total(key: str) -> Any:
+        values = [i.get(key) for i in infos]
+        return None if any(v is None for v in values) else round(sum(values), 2)
+
+    return {"checkpoints": [i["checkpoint"] for i in infos], "seed": seeds.pop() if len(seeds) == 1 else None,
+            "steps": total("steps"), "examples_seen": total("examples_seen"), "train_seconds": total("train_seconds"),
+            "models": infos}
+
+
+def _one_training_info(name: str, report_path: str, report: dict[str, Any]) -> dict[str, Any] | None:
+    """The training information one eval report carries (`signature.training`), with the model it
+    names as `checkpoint`; None for a model xlt did not train or a report from before eval
+    recorded it."""
+    sig = report.get("signature") or {}
+    training = sig.get("training")
+    if "training" not in sig:
+        log.debug(f"{name}: {report_path} has no training information (made by an older xlt eval); re-run eval for it")
+    if not isinstance(training, dict):
+        return None
+    return {"checkpoint": sig.get("model"), **training}
+
+
+def _same_data(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    da = (a.get("signature") or {}).get("data")
+    db = (b.get("signature") or {}).get("data")
+    if not da or not db:
+        return None
+    return sorted(da.values()) == sorted(db.values())
+
+
+def summarize(
+    reports: Sequence[NamedReport],
+    *,
+    baseline: str | None = None,
+    langs: Sequence[str] | None = None,
+    source: Sequence[str] | None = None,
+    with_training: bool = True,
+) -> dict[str, Any]:
+    """The side-by-side summary of `reports` (see the module docstring)."""
+    if not reports:
+        raise UsageError("give at least one NAME=REPORT.json")
+    names = [r.name for r in reports]
+    if baseline is not None and baseline not in names:
+        raise UsageError(f"--baseline {baseline!r} is not one of the systems ({', '.join(names)})")
+    columns = _columns(reports, langs)
+    base = next((r for r in reports if r.name == baseline), None)
+    if source is None:
+        source = list((base or reports[0]).report.get("source_languages") or [])
+    non_source = [x for x in columns if x not in set(source)]
+    base_digest = ((base.report.get("signature") or {}).get("model_digest")) if base else None
+    systems = [_system(r, columns, non_source, base_digest=base_digest, is_base=r is base, with_training=with_training)
+               for r in reports]
+    if base is not None:
+        _add_deltas(systems, reports, base)
+    out = {
+        "xlt": __version__, "baseline": baseline, "languages": columns, "source_languages": list(source),
+        "non_source_languages": non_source, "alpha": ALPHA, "systems": systems,
+    }
+    out["verdicts"] = verdicts(out)
+    return out
+
+
+def _columns(reports: Sequence[NamedReport], langs: Sequence[str] | None) -> list[str]:
+    """The table's language columns: `langs` (each scored by some report), else every one scored."""
+    seen: list[str] = []
+    for r in reports:
+        for lang in r.report["languages"]:
+            if lang not in seen:
+                seen.append(lang)
+    if not langs:
+        return seen
+    missing = [x for x in langs if x not in seen]
+    if missing:
+        raise UsageError(f"--langs: no report scored {', '.join(missing)} (they have {', '.join(seen)})")
+    return list(dict.fromkeys(langs))
+
+
+def _system(r: NamedReport, columns: Sequence[str], non_source: Sequence[str], *, base_digest: str | None,
+            is_base: bool, with_training: bool) -> dict[str, Any]:
+    """One system's row: accuracy per column, averages, its matrix, its paired test, its training."""
+    rep = r.report
+    sig = rep.get("signature") or {}
+    per: dict[str, Any] = {}
+    for lang in columns:
+        e = rep["languages"].get(lang)
+        per[lang] = None if e is None else {"accuracy": e["accuracy"], "macro_f1": e.get("macro_f1"), "n": e.get("n"),
+                                            "ci95": _interval(e.get("ci95"))}
+    accs = {k: v["accuracy"] for k, v in per.items() if v is not None}
+    complete = len(accs) == len(columns)
+    system: dict[str, Any] = {
+        "name": r.name, "report": r.path, "model": sig.get("model"), "model_digest": sig.get("model_digest"),
+        "languages": per,
+        # An average over fewer columns than the others' would not compare: None when a column is missing.
+        "average": _round(_mean(list(accs.values()))) if complete else None,
+        "average_non_source": _round(_mean([accs[k] for k in non_source])) if complete and non_source else None,
+        "matrix": matrix_summary(rep.get("matrix")),
+    }
+    comp = rep.get("compare")
+    vs_baseline = bool(comp) and base_digest is not None and sig.get("compare_model_digest") == base_digest \
+        and not is_base
+    if comp:
+        system["compare"] = {"model": sig.get("compare_model"), "model_digest": sig.get("compare_model_digest"),
+                             "is_baseline": vs_baseline, "samples": comp.get("samples"),
+                             "average": comp.get("average"), "average_non_source": comp.get("average_non_source")}
+    if with_training:
+        system["training"] = training_info(r)
+    return system
+
+
+def _add_deltas(systems: list[dict[str, Any]], reports: Sequence[NamedReport], base: NamedReport) -> None:
+    """Deltas against the baseline's row and the p-values of paired tests made against its model."""
+    b = next(s for s in systems if s["name"] == base.name)
+    for s, r in zip(systems, reports):
+        if s is b:
             continue
-        c = cells.setdefault((p, h), [0, 0])
-        c[0] += int(scored.preds[0][i] == g)
-        c[1] += 1
-    acc = [[_round(cells[(p, h)][0] / cells[(p, h)][1]) if (p, h) in cells else None for h in order] for p in order]
-    n = [[cells[(p, h)][1] if (p, h) in cells else 0 for h in order] for p in order]
-    return {"premise_langs": order, "hypothesis_langs": order, "accuracy": acc, "n": n}
+        comp = (r.report.get("compare") or {}) if s.get("compare", {}).get("is_baseline") else {}
+        for lang, cell in s["languages"].items():
+            bcell = b["languages"].get(lang)
+            if cell is None:
+                continue
+            cell["delta"] = _round(cell["accuracy"] - bcell["accuracy"]) if bcell else None
+            test = (comp.get("languages") or {}).get(lang)
+            if test:
+                cell["p_value"] = test.get("p_value")
+        for key in ("average", "average_non_source"):
+            s[f"delta_{key}"] = _round(s[key] - b[key]) if s[key] is not None and b[key] is not None else None
+            s[f"p_value_{key}"] = (comp.get(key) or {}).get("p_value") if comp else None
+        same = _same_data(r.report, base.report)
+        s["same_data_as_baseline"] = same
+        if same is False:
+            log.warn(f"{r.name} and the baseline {base.name} were scored on different data "
+                     f"({r.path} vs {base.path}): their deltas compare different records")
 
 
-def plot_matrix(matrix: dict[str, Any], path: str, *, title: str) -> None:
-    """A heatmap PNG of the premise x hypothesis accuracy matrix, written to `path` (the caller
-    stages it: `OutputSet.path`)."""
+def _interval(value: Any) -> list[float] | None:
+    """A report's 95 % interval [lo, hi] when it is two numbers, else None."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+        return [float(value[0]), float(value[1])]
+    return None
+
+
+def verdicts(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each system against the baseline: better, worse or not significantly different, by the
+    paired test of the non-source average (else the average) that eval ran (`--compare`), at
+    `alpha`; without such a test the verdict says there is none rather than guess from the means."""
+    base = summary["baseline"]
+    if base is None:
+        return []
+    out = []
+    for s in summary["systems"]:
+        if s["name"] == base:
+            continue
+        key = "average_non_source" if s.get("p_value_average_non_source") is not None else "average"
+        delta, p = s.get(f"delta_{key}"), s.get(f"p_value_{key}")
+        if p is None or delta is None:
+            verdict = "untested"
+        elif p < summary["alpha"]:
+            verdict = "better" if delta > 0 else "worse"
+        else:
+            verdict = "no significant difference"
+        out.append({"system": s["name"], "baseline": base, "over": key, "delta": delta, "p_value": p, "verdict": verdict})
+    return out
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for v in summary.get("verdicts") or []:
+        over = "non-source average" if v["over"] == "average_non_source" else "average"
+        if v["verdict"] == "untested":
+            lines.append(f"- {v['system']} vs {v['baseline']}: {_signed(v['delta'])} points on the {over}, "
+                         f"no paired test (xlt eval --compare {v['baseline']}'s model): no verdict.")
+            continue
+        text = {"better": f"**beats** {v['baseline']}", "worse": f"is **worse** than {v['baseline']}",
+                "no significant difference": f"is not significantly different from {v['baseline']}"}[v["verdict"]]
+        lines.append(f"- {v['system']} {text}: {_signed(v['delta'])} points on the {over} "
+                     f"(paired bootstrap p = {_p(v['p_value'])}).")
+    return lines
+
+
+def plot_summary(summary: dict[str, Any], path: str, *, title: str | None = None) -> None:
+    """A PNG bar chart: accuracy per language (and the averages), one bar per system, with the
+    reports' 95 % bootstrap intervals as error bars where eval computed them (`--bootstrap`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    langs = matrix["premise_langs"]
-    data = np.array([[np.nan if v is None else 100 * v for v in row] for row in matrix["accuracy"]])
-    size = max(4.0, 0.55 * len(langs) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(data, cmap="viridis")
-    ax.set_xticks(range(len(langs)), langs)
-    ax.set_yticks(range(len(langs)), langs)
-    ax.set_xlabel("hypothesis language")
-    ax.set_ylabel("premise language")
-    ax.set_title(title)
-    if len(langs) <= 20:
-        lo, hi = np.nanmin(data) if np.isfinite(data).any() else 0, np.nanmax(data) if np.isfinite(data).any() else 1
-        for i in range(len(langs)):
-            for j in range(len(langs)):
-                if np.isfinite(data[i, j]):
-                    light = data[i, j] < (lo + hi) / 2
-                    ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", fontsize=7,
-                            color="white" if light else "black")
-    fig.colorbar(im, ax=ax, label="accuracy (%)")
+    systems = summary["systems"]
+    groups = list(summary["languages"]) + ["avg"] + (["avg non-src"] if summary["source_languages"]
+                                                     and summary["non_source_languages"] else [])
+    width = 0.8 / max(len(systems), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(groups) * max(len(systems), 1) + 2), 4.2))
+    x = np.arange(len(groups))
+    for k, s in enumerate(systems):
+        values, lo, hi = [], [], []
+        for g in groups:
+            if g == "avg":
+                acc, ci = s["average"], None
+            elif g == "avg non-src":
+                acc, ci = s["average_non_source"], None
+            else:
+                cell = s["languages"].get(g) or {}
+                acc, ci = cell.get("accuracy"), cell.get("ci95")
+            values.append(np.nan if acc is None else 100 * acc)
+            lo.append(np.nan if acc is None or ci is None else 100 * (acc - ci[0]))
+            hi.append(np.nan if acc is None or ci is None else 100 * (ci[1] - acc))
+        name = s["name"] + (" (baseline)" if s["name"] == summary["baseline"] else "")
+        ax.bar(x + (k - (len(systems) - 1) / 2) * width, values, width, label=name,
+               yerr=np.array([lo, hi]) if np.isfinite(lo).any() else None, capsize=2, error_kw={"elinewidth": 0.8})
+    ax.set_xticks(x, groups)
+    ax.set_ylabel("accuracy (%)")
+    finite = [100 * v for s in systems for v in [*(c["accuracy"] for c in s["languages"].values() if c), s["average"]]
+              if v is not None]
+    if finite:
+        ax.set_ylim(max(0.0, min(finite) - 10), min(100.0, max(finite) + 8))
+    ax.axvline(len(summary["languages"]) - 0.5, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_title(title or "accuracy per language" + (" (error bars: 95 % bootstrap intervals)" if any(
+        (c or {}).get("ci95") for s in systems for c in s["languages"].values()) else ""), fontsize=10)
+    ax.legend(fontsize=8, ncol=min(len(systems), 4), loc="upper right")
+    ax.grid(axis="y", linewidth=0.3)
     fig.tight_layout()
     try:
         fig.savefig(path, format="png", dpi=120)
@@ -250,154 +374,118 @@ def plot_matrix(matrix: dict[str, Any], path: str, *, title: str) -> None:
         plt.close(fig)
 
 
-def print_tables(report: dict[str, Any]) -> None:
-    """Human-readable tables on stderr (the JSON report is the data)."""
-    from rich.table import Table
-
-    if log.state.quiet:
-        return
-    compare = report.get("compare") or {}
-    comp = compare.get("languages", {})
-    has_ci = any("ci95" in v for v in report["languages"].values())
-    cols = ["language", "n", "accuracy", "macro-F1"] + (["95% CI"] if has_ci else []) + (["B acc", "A-B", "p"] if comp else [])
-    t = Table(title=f"xlt eval {report['signature'].get('model', '')}", title_justify="left")
-    for col in cols:
-        t.add_column(col, justify="left" if col == "language" else "right")
-
-    def pct(x: Any) -> str:
-        return "-" if x is None else f"{100 * x:.2f}"
-
-    def cmp_cells(c: dict[str, Any] | None, with_b: bool) -> list[str]:
-        if not comp:
-            return []
-        if not c:
-            return ["", "", ""]
-        return [pct(c.get("accuracy_b")) if with_b else "", f"{100 * c['delta']:+.2f}", f"{c['p_value']:.3f}"]
-
-    for lang, v in report["languages"].items():
-        row = [lang, str(v["n"]), pct(v["accuracy"]), pct(v["macro_f1"])]
-        if has_ci:
-            row.append(f"{pct(v['ci95'][0])}-{pct(v['ci95'][1])}")
-        t.add_row(*row, *cmp_cells(comp.get(lang), True))
-    for key, name in (("average", "average"), ("average_non_source", "avg non-source")):
-        v = report.get(key)
-        if v:
-            row = [name, str(v["n"]), pct(v["accuracy"]), pct(v["macro_f1"])] + ([""] if has_ci else [])
-            t.add_row(*row, *cmp_cells(compare.get(key), False), style="bold")
-    log.console().print(t)
-    m = report.get("matrix")
-    if m:
-        mt = Table(title="accuracy (%): premise language (rows) x hypothesis language (columns)", title_justify="left")
-        mt.add_column("")
-        for h in m["hypothesis_langs"]:
-            mt.add_column(h, justify="right")
-        for p, row in zip(m["premise_langs"], m["accuracy"]):
-            mt.add_row(p, *[pct(x) for x in row])
-        log.console().print(mt)
-    if report.get("unlabelled"):
-        log.warn(f"{report['unlabelled']} record(s) without a label were predicted but not scored")
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
 
 
-def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Sequence[str], bootstrap: int,
-              seed: int) -> dict[str, Any]:
-    """Settings and versions behind a report: `engine` is what ran (`torch`, `ct2:float32`, or with
-    int8 near-ties re-scored `ct2:int8+float32<0.03`); `training` is how the model was trained, from
-    its checkpoint's xlt.json (None for a model xlt did not train), so `xlt report` needs nothing
-    but the report."""
-    from xlt.train.checkpoint import manifest_training_info
-
-    def engine(c: Any) -> str:
-        return getattr(c, "engine_name", "torch")
-
-    def training(c: Any) -> dict[str, Any] | None:
-        return manifest_training_info(getattr(c, "manifest", None) or {})
-
-    sig: dict[str, Any] = {"xlt": __version__, "model": classifiers[0].path, "model_digest": classifiers[0].digest,
-                           "data": data, "fields": list(fields), "engine": engine(classifiers[0]),
-                           "bootstrap": bootstrap, "seed": seed, "training": training(classifiers[0])}
-    if len(classifiers) > 1:
-        sig["compare_model"] = classifiers[1].path
-        sig["compare_model_digest"] = classifiers[1].digest
-        sig["compare_engine"] = engine(classifiers[1])
-        sig["compare_training"] = training(classifiers[1])
-    return sig
+def _signed(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:+.1f}"
 
 
-def evaluate_files(
-    files: Sequence[str] | None,
+def _p(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.2f}h"
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(summary: dict[str, Any], *, title: str | None = None) -> str:
+    """A GitHub-markdown table (accuracy %, one row per system) with a legend."""
+    has_base = summary["baseline"] is not None
+    has_non_source = bool(summary["non_source_languages"]) and bool(summary["source_languages"])
+    has_matrix = any(s.get("matrix") for s in summary["systems"])
+    has_p = any(s.get("p_value_average") is not None for s in summary["systems"])
+    has_training = any(s.get("training") for s in summary["systems"])
+    head = ["system", *summary["languages"], "avg"]
+    if has_non_source:
+        head.append("avg non-src")
+    if has_base:
+        head.append("Δ avg")
+        if has_non_source:
+            head.append("Δ non-src")
+    if has_p:
+        head.append("p")
+    if has_matrix:
+        head += ["same-lang", "cross-lang"]
+    if has_training:
+        head += ["seed", "steps", "train time"]
+    lines: list[str] = []
+    if title:
+        lines += [f"### {_cell(title)}", ""]
+    lines.append("| " + " | ".join(_cell(h) for h in head) + " |")
+    lines.append("|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|")
+    for s in summary["systems"]:
+        row = [s["name"] + (" (baseline)" if s["name"] == summary["baseline"] else "")]
+        for lang in summary["languages"]:
+            cell = s["languages"].get(lang)
+            if cell is None:
+                row.append("–")
+                continue
+            mark = "*" if cell.get("p_value") is not None and cell["p_value"] < summary["alpha"] else ""
+            row.append(_pct(cell["accuracy"]) + mark)
+        row.append(_pct(s["average"]))
+        if has_non_source:
+            row.append(_pct(s["average_non_source"]))
+        if has_base:
+            is_base = s["name"] == summary["baseline"]
+            row.append("" if is_base else _signed(s.get("delta_average")))
+            if has_non_source:
+                row.append("" if is_base else _signed(s.get("delta_average_non_source")))
+        if has_p:
+            row.append(_p(s.get("p_value_average")) if s["name"] != summary["baseline"] else "")
+        if has_matrix:
+            m = s.get("matrix") or {}
+            row += [_pct(m.get("same_language")), _pct(m.get("cross_language"))]
+        if has_training:
+            t = s.get("training") or {}
+            row += ["–" if t.get("seed") is None else str(t["seed"]),
+                    "–" if t.get("steps") is None else str(t["steps"]), _duration(t.get("train_seconds"))]
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    legend = ["", "Accuracy (%) per language; avg: mean over the languages shown."]
+    if has_non_source:
+        legend.append(f"avg non-src: mean over the languages shown other than {', '.join(summary['source_languages'])}.")
+    if has_base:
+        legend.append(f"Δ: difference to the baseline {summary['baseline']} in accuracy points.")
+    if has_p:
+        legend.append("p: paired bootstrap test against the baseline of the language average over every language "
+                      f"that eval scored (xlt eval --compare); * marks a language where p < {summary['alpha']}.")
+    if has_matrix:
+        legend.append("same-lang / cross-lang: mean accuracy of the premise x hypothesis matrix cells with the same / "
+                      "different languages (xlt eval --matrix).")
+    if has_training:
+        legend.append("seed, steps, train time: as xlt eval recorded them in each report's signature, from the "
+                      "checkpoint's xlt.json.")
+    lines += legend
+    verdict = verdict_lines(summary)
+    if verdict:
+        lines += ["", *verdict]
+    return "\n".join(lines) + "\n"
+
+
+def build_summary(
+    reports: Sequence[NamedReport],
     *,
-    model: str,
-    compare: str | None = None,
-    matrix: bool = False,
-    plot: str | None = None,
-    bootstrap: int = 0,
-    predictions: str | None = None,
-    fields: str | None = None,
-    batch_size: int = 64,
-    max_length: int | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    engine: str = "torch",
-    compute_type: str | None = None,
-    threads: int = 0,
-    rescore_margin: float | None = None,
-    output: str | None = None,
-    force: bool = False,
-    on_error: str = "fail",
-) -> dict[str, Any]:
-    """The whole `eval` stage: load model(s), score the records, write report/predictions/plot.
-    `engine`, `compute_type`, `threads` and `rescore_margin` choose how the models run (xlt.engines)."""
-    from xlt.errors import UsageError
-    from xlt.infer import load_classifier
-    from xlt.io import OutputSet, SkipReport, dump_json, iter_located
-    from xlt.records import parse_fields
-    from xlt.train.data import DigestingSource
-
-    if plot and not matrix:
-        raise UsageError("--plot draws the language matrix: add --matrix")
-    outputs = OutputSet(force=force)
-    # All outputs checked (exists, two spellings of one file) before a model is loaded.
-    outputs.claim(output)  # None: stdout, which --predictions - may not share
-    outputs.claim_all([(predictions, "--predictions"), (plot, "--plot")])
-    run = {"device": device, "batch_size": batch_size, "max_length": max_length, "engine": engine,
-           "compute_type": compute_type, "exact": True, "threads": threads, "rescore_margin": rescore_margin}
-    classifiers = [load_classifier(model, **run)]
-    if compare:
-        classifiers.append(load_classifier(compare, option="--compare", **run))
-    skipped = SkipReport()
-    digests = DigestingSource()
-    check = EvalInputCheck(classifiers[0].labels, parse_fields(fields) or classifiers[0].fields)
-
-    def located() -> Iterable[tuple[str, Record]]:
-        stream = iter_located(files, validate=check, on_error=on_error, skipped=skipped)
-        for where, rec in log.track(stream, description="eval", unit="records"):
-            digests.update(where, rec)
-            yield where, rec
-
-    # The report, the predictions and the plot are committed together: a failure at any point
-    # (bad input, a broken model, Ctrl-C) leaves none of them behind.
-    with outputs:
-        pred_out = outputs.text(predictions, what="--predictions") if predictions else None
-        scored, chosen = score_records(located(), classifiers, fields=check.fields, predictions=pred_out, check=check)
-        for clf in classifiers:
-            note = clf.engine_note()
-            if note:
-                log.info(f"{clf.path}: {note}")
-        if not scored.langs:
-            raise InputError(f"{', '.join(files or ['<stdin>'])}: no records" + (" left after skipping bad ones" if skipped.count else ""))
-        sig = signature(classifiers, data=digests.digests(), fields=chosen, bootstrap=bootstrap, seed=seed)
-        report = build_report(scored, labels=classifiers[0].labels, source_langs=classifiers[0].source_langs,
-                              bootstrap=bootstrap, seed=seed, matrix=matrix, signature=sig)
-        summary = skipped.summary()
-        if summary:
-            report["skipped"] = {"count": skipped.count, "examples": skipped.examples}
-            log.warn(summary)
-        text = dump_json(report, what="the eval report")
-        if plot:
-            plot_matrix(report["matrix"], outputs.path(plot, what="--plot"),
-                        title=f"{classifiers[0].path}: accuracy by language pair")
-        outputs.text(output).write(text)
-    print_tables(report)
-    if plot:
-        log.info(f"wrote {plot}")
-    return report
+    baseline: str | None = None,
+    langs: Sequence[str] | None = None,
+    source: Sequence[str] | None = None,
+    title: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The summary (JSON-ready, with `title` when given) and its markdown table."""
+    summary = summarize(reports, baseline=baseline, langs=langs, source=source)
+    if title:
+        summary["title"] = title
+    return summary, to_markdown(summary, title=title)

@@ -5,8 +5,7 @@ models and `build_builtin` builds one into the xlt cache (`$XLT_HOME`). Nothing 
 imported here: numpy/transformers load inside the functions that need them.
 """
 
-from xlt.models.builtin import BUILTIN, BuiltinSpec, build_builtin, builtin_path, describe, is_current, xlt_home
+from xlt.models.builtin import BUILTIN, BuiltinSpec, build_builtin, builtin_path, describe, is_current
 from xlt.models.resolve import resolve_model
 
-__all__ = ["BUILTIN", "BuiltinSpec", "build_builtin", "builtin_path", "describe", "is_current", "resolve_model",
-           "xlt_home"]
+__all__ = ["BUILTIN", "BuiltinSpec", "build_builtin", "builtin_path", "describe", "is_current", "resolve_model"]

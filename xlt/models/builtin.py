@@ -16,19 +16,17 @@ holds the cache; models live in `$XLT_HOME/models/NAME`.
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib.util
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from xlt import __version__, log
-from xlt.cache import cache_dir, xlt_home  # noqa: F401  (xlt_home re-exported: xlt.models.xlt_home)
+from xlt.cache import cache_dir, publish_dir, remove_leftovers
 from xlt.errors import UsageError, XltError
 
 #: The file that marks a finished build and records where it came from.
@@ -176,7 +174,7 @@ def _build_lock(name: str) -> Iterator[bool]:
     """Hold an exclusive lock for building `name`; yields whether it is a real (fcntl) lock."""
     try:
         import fcntl
-    except ImportError:  # no flock (Windows): rely on the atomic rename, see _install
+    except ImportError:  # no flock (Windows): rely on the atomic rename (xlt.cache.publish_dir)
         yield False
         return
     lock_path = os.path.join(models_dir(), f".{name}.lock")
@@ -208,15 +206,13 @@ def build_builtin(name: str, *, force: bool = False) -> str:
         if not force and is_current(name, final):  # another process built it while we waited
             return final
         if locked:  # leftovers of killed builds; nobody else can be building now
-            for old in glob.glob(os.path.join(models_dir(), f".{name}.tmp-*")) + \
-                    glob.glob(os.path.join(models_dir(), f".{name}.old-*")):
-                shutil.rmtree(old, ignore_errors=True)
+            remove_leftovers(final)
         log.info(f"building {name} ({spec.upstream}) into {final}")
         start = time.monotonic()
-        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=models_dir())
-        try:
+
+        def fill(tmp: str) -> dict[str, Any]:
             extra = spec.build(tmp, sources)
-            manifest = {
+            return {
                 "name": name,
                 "revision": spec.revision,
                 "upstream": spec.upstream,
@@ -230,37 +226,11 @@ def build_builtin(name: str, *, force: bool = False) -> str:
                 "build_seconds": round(time.monotonic() - start, 2),
                 **extra,
             }
-            with open(os.path.join(tmp, BUILD_MANIFEST), "w", encoding="utf-8") as fh:
-                json.dump(manifest, fh, indent=2, ensure_ascii=False)
-                fh.write("\n")
-            os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the cache may be shared
-            _install(tmp, final, name)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        # Without a lock another process may rename its complete build in first: then it is used.
+        publish_dir(final, fill, meta_file=BUILD_MANIFEST, replace=True, complete=lambda path: is_current(name, path))
     log.info(f"built {name} in {time.monotonic() - start:.1f} s ({dir_size(final) / 1e6:,.0f} MB): {final}")
     return final
-
-
-def _install(tmp: str, final: str, name: str) -> None:
-    """Rename the finished build `tmp` onto `final`, replacing an old build there."""
-    old = None
-    if os.path.lexists(final):
-        old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=os.path.dirname(final))
-        os.rmdir(old)
-        os.rename(final, old)
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        # Without a lock, another process may have renamed its complete build in first: use it.
-        if is_current(name, final):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            if old is not None and not os.path.lexists(final):
-                os.rename(old, final)  # put the previous build back
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

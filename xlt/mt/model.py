@@ -17,22 +17,21 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from xlt import log
 from xlt.cache import cache_dir
+from xlt.ct2 import conversion_dir, convert_once
 from xlt.errors import UsageError, XltError
 
 META_FILE = "xlt-mt.json"
+CACHE_KIND = "mt"  # $XLT_HOME/mt
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 def cache_root() -> str:
-    return cache_dir("mt")
+    return cache_dir(CACHE_KIND)
 
 
 @dataclass(frozen=True)
@@ -98,62 +97,21 @@ def source_digest(src: ModelSource) -> str:
 
 
 def cache_dir_for(src: ModelSource, quantization: str) -> str:
-    digest = hashlib.sha256(f"{source_digest(src)}\0{quantization}".encode()).hexdigest()[:16]
     base = src.spec.rstrip("/").replace("\\", "/")
-    slug = re.sub(r"[^\w.-]+", "-", base.split("/")[-1] if src.kind == "hf" else base.replace("/", "--"))
-    return os.path.join(cache_root(), f"{slug}-{quantization}-{digest}")
+    name = base.split("/")[-1] if src.kind == "hf" else base.replace("/", "--")
+    return conversion_dir(CACHE_KIND, name, key=source_digest(src), compute_type=quantization)
 
 
 def ensure_ct2(spec: str, *, quantization: str) -> tuple[str, ModelSource]:
-    """The CTranslate2 directory for `spec`, converting (once, atomically) into the cache if needed."""
+    """The CTranslate2 directory for `spec`: a Hugging Face model is converted with
+    `ctranslate2.converters.TransformersConverter`, with its tokenizer files and `xlt-mt.json`,
+    once (atomically) into the cache."""
     src = inspect_model(spec)
     if src.kind == "ct2":
         return src.path, src
-    target = cache_dir_for(src, quantization)
-    if os.path.isfile(os.path.join(target, META_FILE)):
-        log.debug(f"using the converted model in {target}")
-        return target, src
-    if os.path.lexists(target):
-        raise XltError(f"{target}: exists but is not a complete conversion (no {META_FILE}); remove it and rerun")
-    log.info(f"converting {spec} to CTranslate2 ({quantization}) into {target} (once)")
-    convert(src, target, quantization=quantization)
+    target = convert_once(cache_dir_for(src, quantization), lambda tmp: _convert_into(src, tmp, quantization=quantization),
+                          meta_file=META_FILE, what=spec, compute_type=quantization)
     return target, src
-
-
-def convert(src: ModelSource, target: str, *, quantization: str) -> None:
-    """Convert with `ctranslate2.converters.TransformersConverter` into a temporary dir beside
-    `target`, add the tokenizer files and `xlt-mt.json`, then rename it onto `target`. A job
-    that loses the race to another converting the same model uses the winner's directory."""
-    from xlt.hf import quiet_transformers
-
-    quiet_transformers()
-    target = os.path.abspath(target)
-    publish_dir(target, META_FILE, lambda tmp: _convert_into(src, tmp, quantization=quantization))
-
-
-def publish_dir(target: str, meta_file: str, fill: Callable[[str], dict[str, Any]]) -> None:
-    """Build a cache directory atomically: `fill(tmp)` writes into a temporary dir beside `target`
-    and returns its metadata (written as `meta_file`, the mark of a complete dir), then the dir is
-    renamed onto `target`. A job that loses the race to another building the same dir keeps the
-    winner's."""
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-    try:
-        meta = fill(tmp)
-        with open(os.path.join(tmp, meta_file), "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-        os.chmod(tmp, 0o755)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not os.path.isfile(os.path.join(target, meta_file)):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another job built it meanwhile
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _convert_into(src: ModelSource, out: str, *, quantization: str) -> dict[str, Any]:

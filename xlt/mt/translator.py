@@ -8,9 +8,10 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import xlt.mt.langs as L
 from xlt import log
+from xlt.ct2 import check_threads, choose_compute_type, intra_threads, resolve_device
 from xlt.errors import UsageError, XltError
-from xlt.mt import langs as L
 from xlt.mt.model import ModelSource, ensure_ct2, read_meta
 
 #: Tokenizer class name (prefix) -> model family; the family decides the language tokens.
@@ -21,6 +22,8 @@ DEFAULT_BEAM_SIZE = 2
 DEFAULT_MAX_LENGTH = 256
 DEFAULT_BATCH_TOKENS = 2048
 DEFAULT_BATCH_SIZE = 64
+#: The compute types on GPU when none is given, best first: int8 weights with float16 math.
+FAST_ON_GPU = ("int8_float16", "float16", "float32")
 #: Without a limit in the model's metadata (a CTranslate2 dir not converted by xlt).
 FALLBACK_INPUT_LIMIT = 1024
 
@@ -62,54 +65,6 @@ class Decoding:
                 f"--num-hypotheses {self.num_hypotheses} needs --beam-size >= {self.num_hypotheses} "
                 "(the n best of beam search) or sampling (--sampling-topk K)"
             )
-
-
-def resolve_device(spec: str = "auto") -> tuple[str, int]:
-    """`auto` -> cuda when CTranslate2 sees a GPU, else cpu; `cuda:N` -> ("cuda", N)."""
-    import ctranslate2
-
-    spec = (spec or "auto").lower()
-    gpus = ctranslate2.get_cuda_device_count()
-    if spec == "auto":
-        return ("cuda", 0) if gpus else ("cpu", 0)
-    if spec == "cpu":
-        return "cpu", 0
-    if spec == "cuda" or spec.startswith("cuda:"):
-        index_s = spec.partition(":")[2] or "0"
-        if not index_s.isdigit():
-            raise UsageError(f"--device {spec}: expected cuda:N")
-        if not gpus:
-            raise UsageError(f"--device {spec}: CTranslate2 sees no CUDA device on this machine")
-        if int(index_s) >= gpus:
-            raise UsageError(f"--device {spec}: only {gpus} CUDA device(s)")
-        return "cuda", int(index_s)
-    raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {spec!r}")
-
-
-def default_compute_type(device: str) -> str:
-    """int8 on CPU (4x smaller, fastest there); int8_float16 on GPU (int8 weights, float16 math)."""
-    import ctranslate2
-
-    supported = ctranslate2.get_supported_compute_types(device)
-    prefs = ("int8", "int8_float32", "float32") if device == "cpu" else ("int8_float16", "float16", "float32")
-    return next((c for c in prefs if c in supported), "default")
-
-
-def check_compute_type(compute_type: str, device: str) -> str:
-    import ctranslate2
-
-    supported = sorted(ctranslate2.get_supported_compute_types(device))
-    if compute_type not in supported:
-        raise UsageError(f"--compute-type {compute_type}: not supported on {device} (supported: {', '.join(supported)})")
-    return compute_type
-
-
-def default_threads() -> int:
-    """All the cores this process may use (respects taskset/cgroups, e.g. a SLURM allocation)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def load_tokenizer(path: str) -> Any:
@@ -159,7 +114,7 @@ class Translator:
         self.name = source.spec if source else ct2_dir
         self.device = device
         self.compute_type = compute_type
-        self.threads = threads or default_threads()
+        self.threads = intra_threads(threads)
         try:
             self.ct2 = ctranslate2.Translator(ct2_dir, device=device, device_index=device_index,
                                               compute_type=compute_type, intra_threads=self.threads, inter_threads=1)
@@ -380,9 +335,8 @@ def load_translator(model: str, *, device: str = "auto", compute_type: str | Non
     cache) on `device`, with `compute_type` (default: int8 on CPU, int8_float16 on GPU) and
     `threads` CPU threads (0: all cores). `seed` makes sampling reproducible: the same calls on
     a translator loaded with the same seed give the same samples."""
-    if threads < 0:
-        raise UsageError(f"--threads must be >= 0 (0: all cores), not {threads}")
+    check_threads(threads)  # a bad --threads fails before the conversion
     dev, index = resolve_device(device)
-    ctype = check_compute_type(compute_type, dev) if compute_type else default_compute_type(dev)
+    ctype = choose_compute_type(compute_type, dev, fast_on_gpu=FAST_ON_GPU)
     ct2_dir, source = ensure_ct2(model, quantization=ctype)
     return Translator(ct2_dir, source=source, device=dev, device_index=index, compute_type=ctype, threads=threads, seed=seed)

@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-MANIFEST = "xlt.json"
+from xlt.digest import MANIFEST, MANIFEST_KEY, digest_record
 
 
 def read_manifest(path: str) -> dict[str, Any]:
@@ -65,13 +65,6 @@ def write_manifest(path: str, manifest: dict[str, Any]) -> None:
     os.replace(tmp, os.path.join(path, MANIFEST))
 
 
-def model_digest(path: str) -> str:
-    """The content digest of a model dir: `xlt.digest.dir_digest` (this name is kept for callers)."""
-    from xlt.digest import dir_digest
-
-    return dir_digest(path)
-
-
 def save_checkpoint(model: Any, tokenizer: Any, path: str, manifest: dict[str, Any]) -> None:
     """Save into an (empty, temporary) directory; the caller renames it into place."""
     from xlt.hf import quiet_transformers
@@ -79,7 +72,5 @@ def save_checkpoint(model: Any, tokenizer: Any, path: str, manifest: dict[str, A
     quiet_transformers()  # no "Writing model shards" bar (students built from scratch never loaded transformers quietly)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
-    from xlt.digest import MANIFEST_KEY, digest_record
-
     # Hashed once here, while the files are fresh; read back while their stats are unchanged.
     write_manifest(path, {**manifest, MANIFEST_KEY: digest_record(path)})

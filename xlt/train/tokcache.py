@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from xlt import log
+from xlt.cache import cache_dir, publish_dir
 from xlt.train.data import Encoded, tokenize
 
 FORMAT = 1  # bump when the stored layout changes
@@ -27,9 +28,7 @@ ARROW = "data.arrow"
 META = "meta.json"
 
 
-def cache_dir() -> str:
-    from xlt.cache import cache_dir
-
+def cache_root() -> str:
     return cache_dir("tokenized")
 
 
@@ -170,7 +169,7 @@ def cached_tokenize(tokenizer: Any, texts: Sequence[tuple[str, ...]], *, max_len
     import datasets
 
     key = cache_key(tok_id, max_length=max_length, fields=fields, texts=texts)
-    final = os.path.join(cache_dir(), key)
+    final = os.path.join(cache_root(), key)
     arrow = os.path.join(final, ARROW)
     if os.path.isfile(arrow) and os.path.isfile(os.path.join(final, META)):
         ds = datasets.Dataset.from_file(arrow, in_memory=False)
@@ -181,24 +180,16 @@ def cached_tokenize(tokenizer: Any, texts: Sequence[tuple[str, ...]], *, max_len
         shutil.rmtree(final, ignore_errors=True)
     elif os.path.isdir(final):  # incomplete (written by hand or an old layout): replace it
         shutil.rmtree(final, ignore_errors=True)
-    tmp = f"{final}.tmp-{os.getpid()}"
-    try:
-        os.makedirs(tmp, exist_ok=True)
+
+    def fill(tmp: str) -> dict[str, Any]:
         n = _write(os.path.join(tmp, ARROW), tokenizer, texts, max_length=max_length, chunk=chunk)
-        meta = {"format": FORMAT, "tokenizer": tok_id, "tokenizer_name": getattr(tokenizer, "name_or_path", None),
+        return {"format": FORMAT, "tokenizer": tok_id, "tokenizer_name": getattr(tokenizer, "name_or_path", None),
                 "max_length": max_length, "fields": list(fields), "texts": texts_digest(texts), "n": n}
-        with open(os.path.join(tmp, META), "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2)
-            fh.write("\n")
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process (e.g. a DDP rank) renamed the same entry into place first
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not os.path.isfile(arrow):
-                raise
+
+    try:  # another process (e.g. a DDP rank) may publish the same entry first: then it is used
+        n = publish_dir(final, fill, meta_file=META)["n"]
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.warn(f"tokenization cache: cannot write {cache_dir()} ({exc}); tokenizing in memory")
+        log.warn(f"tokenization cache: cannot write {cache_root()} ({exc}); tokenizing in memory")
         return tokenize(tokenizer, texts, max_length=max_length)
     log.info(f"tokenization cache: tokenized {n} {what} into {final}")
     return ArrowEncoded(datasets.Dataset.from_file(arrow, in_memory=False))

@@ -1,4 +1,4 @@
-"""Inference engines for sequence classifiers: torch, or a CTranslate2 encoder plus the head.
+"""The CTranslate2 engine: a classifier's encoder on CTranslate2, its classification head in numpy.
 
 `--engine ct2` runs the checkpoint's transformer encoder with CTranslate2 and applies the
 classification head in numpy, in float32, from the checkpoint's own weights, so logits match the
@@ -9,7 +9,7 @@ torch model up to the encoder's compute type:
   DistilBERT               relu(pre_classifier(h0)) -> classifier
 
 where h0 is the final first-token hidden vector (also what `--hidden` returns). The encoder is
-converted once with CTranslate2's `TransformersConverter` into the xlt cache
+converted once with CTranslate2's `TransformersConverter` (`xlt.ct2.convert_once`) into the xlt cache
 (`$XLT_HOME/encoders/`, default `~/.cache/xlt/encoders/`), keyed by the checkpoint's content
 digest (`xlt.digest.dir_digest`: every byte of its files, so a model changed in place is converted
 again) and the compute type, written to a temporary directory and renamed when complete (as the
@@ -17,7 +17,7 @@ translation models are), so parallel jobs never see half a model. `auto` picks c
 model can run there (a local checkpoint of a family above with safetensors weights, and
 ctranslate2 installed), else torch; small xlt students (`xlt-small`) always run in torch.
 
-Which compute type runs when none is given (`default_compute_type`): `exact` callers (eval,
+Which compute type runs when none is given (`xlt.ct2.choose_compute_type`): `exact` callers (eval,
 whose numbers are published) get float32 on CPU and GPU, the model's own outputs to ~1e-6;
 float16 is not the GPU default until its argmax agreement with float32 is measured >= 99.9 %
 (no GPU here yet). Other callers (soft-label) get the fast type: int8 on CPU (near-ties re-scored,
@@ -35,22 +35,26 @@ trades; eval's exact default agrees with torch float32.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xlt import log
+from xlt.cache import cache_dir
+from xlt.ct2 import EXACT_COMPUTE_TYPE, choose_compute_type, conversion_dir, convert_once, intra_threads, resolve_device
 from xlt.errors import UsageError, XltError
+from xlt.inference.model_dir import ModelDir
+from xlt.inference.types import Inputs, Outputs, gather_outputs, softmax
+from xlt.train.checkpoint import read_manifest
+from xlt.train.data import sorted_batches
 
-ENGINES = ("auto", "torch", "ct2")
 META_FILE = "xlt-encoder.json"
+CACHE_KIND = "encoders"  # $XLT_HOME/encoders
 DEFAULT_RESCORE_MARGIN = 0.03
-COMPUTE_TYPES = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
+#: The compute types on GPU when none is given and outputs need not be exact, best first.
+FAST_ON_GPU = ("float16", "int8_float16", "float32")
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,7 @@ FAMILIES: dict[str, Family] = {
 
 
 def encoders_root() -> str:
-    from xlt.cache import cache_dir
-
-    return cache_dir("encoders")
+    return cache_dir(CACHE_KIND)
 
 
 def _read_config(path: str) -> dict[str, Any]:
@@ -127,41 +129,6 @@ def ct2_unsupported(path: str) -> str | None:
     return None
 
 
-def choose_engine(engine: str, path: str, *, option: str = "--model", name: str | None = None) -> str:
-    """`torch` or `ct2` for the resolved model dir `path`: auto prefers ct2 and falls back quietly;
-    an explicit `ct2` the model cannot use is a usage error (exit 2)."""
-    if engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if engine == "torch":
-        return "torch"
-    reason = ct2_unsupported(path)
-    if reason is None:
-        return "ct2"
-    if engine == "ct2":
-        raise UsageError(f"--engine ct2: {option} {name or path}: {reason}; use --engine torch")
-    log.debug(f"{option} {name or path}: using the torch engine ({reason})")
-    return "torch"
-
-
-def default_compute_type(device: str, *, exact: bool) -> str:
-    """The compute type when none is given: float32 when `exact` (the model's own outputs; float16
-    on GPU is unmeasured), else the fast one: int8 on CPU, float16 on GPU (falling back to what
-    the device supports)."""
-    import ctranslate2
-
-    if exact:
-        return "float32"
-    supported = ctranslate2.get_supported_compute_types(device)
-    prefs = ("int8", "int8_float32", "float32") if device == "cpu" else ("float16", "int8_float16", "float32")
-    return next((c for c in prefs if c in supported), "float32")
-
-
-def exact_compute_type(device: str) -> str:
-    """The compute type near-ties are re-scored in: float32 on every device (float16's agreement
-    with float32 is unmeasured)."""
-    return "float32"
-
-
 def check_rescore_margin(margin: float | None) -> float | None:
     if margin is not None and not 0.0 <= margin <= 1.0:
         raise UsageError(f"--rescore-margin must be in [0, 1] (a probability margin; 0: off), not {margin}")
@@ -172,66 +139,35 @@ def top2_margin(logits: Any) -> Any:
     """p(top class) - p(second class) per row of logits [N, C] (softmax at temperature 1)."""
     import numpy as np
 
-    from xlt.infer import softmax
-
     probs = np.sort(softmax(np.asarray(logits, dtype=np.float64)), axis=-1)
     return probs[:, -1] - probs[:, -2]
-
-
-def check_compute_type(compute_type: str, device: str) -> str:
-    import ctranslate2
-
-    if compute_type not in COMPUTE_TYPES:
-        raise UsageError(f"--compute-type must be one of {', '.join(COMPUTE_TYPES)}, not {compute_type!r}")
-    supported = sorted(ctranslate2.get_supported_compute_types(device))
-    if compute_type not in supported:
-        raise UsageError(f"--compute-type {compute_type}: not supported on {device} (supported: {', '.join(supported)})")
-    return compute_type
 
 
 def cache_dir_for(path: str, digest: str, compute_type: str) -> str:
     """The cache dir of `path`'s encoder: `digest` is its `xlt.digest.dir_digest` (content, not names
     or times), so an edited model never reuses the old model's conversion."""
-    key = hashlib.sha256(f"{digest}\0{compute_type}".encode()).hexdigest()[:16]
-    slug = re.sub(r"[^\w.-]+", "-", os.path.basename(os.path.abspath(path))) or "model"
-    return os.path.join(encoders_root(), f"{slug}-{compute_type}-{key}")
+    name = os.path.basename(os.path.abspath(path))
+    return conversion_dir(CACHE_KIND, name, key=digest, compute_type=compute_type)
 
 
 def ensure_encoder(path: str, *, digest: str, compute_type: str) -> str:
     """The converted CTranslate2 encoder of checkpoint `path`, converting it once into the cache."""
-    target = cache_dir_for(path, digest, compute_type)
-    if os.path.isfile(os.path.join(target, META_FILE)):
-        log.debug(f"using the converted encoder in {target}")
-        return target
-    if os.path.lexists(target):
-        raise XltError(f"{target}: exists but is not a complete conversion (no {META_FILE}); remove it and rerun")
-    log.info(f"converting the encoder of {path} to CTranslate2 ({compute_type}) into {target} (once)")
-    convert_encoder(path, target, digest=digest, compute_type=compute_type)
-    return target
+    return convert_once(cache_dir_for(path, digest, compute_type),
+                        lambda tmp: _convert_into(path, tmp, digest=digest, compute_type=compute_type),
+                        meta_file=META_FILE, what=f"the encoder of {path}", compute_type=compute_type)
 
 
-def convert_encoder(path: str, target: str, *, digest: str, compute_type: str) -> None:
-    """Convert into a temporary dir beside `target`, then rename it into place; a job that loses
-    the race to another converting the same model uses the winner's directory."""
+def _convert_into(path: str, out: str, *, digest: str, compute_type: str) -> dict[str, Any]:
     import ctranslate2
     import transformers
 
-    from xlt.hf import quiet_transformers
-
-    quiet_transformers()
-    converter_class = _converter_class()
-    from xlt.mt.model import publish_dir
-
-    def fill(tmp: str) -> dict[str, Any]:
-        try:
-            converter_class(path).convert(tmp, quantization=compute_type, force=True)
-        except (ValueError, AssertionError, NotImplementedError, KeyError) as exc:
-            raise UsageError(f"{path}: CTranslate2 cannot convert this encoder: {exc}") from None
-        return {"source": os.path.abspath(path), "model_digest": digest, "compute_type": compute_type,
-                "model_type": _read_config(path).get("model_type"),
-                "versions": {"ctranslate2": ctranslate2.__version__, "transformers": transformers.__version__}}
-
-    publish_dir(os.path.abspath(target), META_FILE, fill)
+    try:
+        _converter_class()(path).convert(out, quantization=compute_type, force=True)
+    except (ValueError, AssertionError, NotImplementedError, KeyError) as exc:
+        raise UsageError(f"{path}: CTranslate2 cannot convert this encoder: {exc}") from None
+    return {"source": os.path.abspath(path), "model_digest": digest, "compute_type": compute_type,
+            "model_type": _read_config(path).get("model_type"),
+            "versions": {"ctranslate2": ctranslate2.__version__, "transformers": transformers.__version__}}
 
 
 def _converter_class() -> Any:
@@ -299,35 +235,45 @@ def apply_head(h0: Any, head: Sequence[tuple[Any, Any, str]]) -> Any:
     return x
 
 
-class CT2Encoder:
-    """A checkpoint's encoder on CTranslate2 plus its classification head in numpy.
+def _load_light(path: str) -> tuple[Any, dict[str, Any], list[Any]]:
+    """Tokenizer, manifest and label order of a local model dir, without its weights."""
+    from transformers import AutoConfig, AutoTokenizer
 
-    `run(encoded, ...)` takes the same token ids the torch engine sees (xlt.train.data.tokenize)
-    and batches them the same way (length-sorted, each batch padded to its own longest member).
+    from xlt.hf import quiet_transformers
+
+    quiet_transformers()
+    id2label = dict(AutoConfig.from_pretrained(path).id2label)
+    return AutoTokenizer.from_pretrained(path), read_manifest(path), [id2label[i] for i in range(len(id2label))]
+
+
+class CT2Engine(ModelDir):
+    """A checkpoint's encoder on CTranslate2 plus its classification head in numpy; the torch
+    model is never loaded.
+
+    `run` takes the same token ids the torch engine sees (xlt.train.data.tokenize) and batches
+    them the same way (length-sorted, each batch padded to its own longest member).
     """
 
-    def __init__(self, path: str, *, digest: str, device: str = "auto", compute_type: str | None = None,
-                 exact: bool = False, threads: int = 0, rescore_margin: float | None = None) -> None:
-        from xlt.mt.translator import default_threads, resolve_device
+    kind = "ct2"
 
-        if threads < 0:
-            raise UsageError(f"--threads must be >= 0 (0: all cores), not {threads}")
+    def __init__(self, path: str, *, spec: str | None = None, device: str = "auto", compute_type: str | None = None,
+                 exact: bool = False, threads: int = 0, rescore_margin: float | None = None) -> None:
+        threads = intra_threads(threads)
         check_rescore_margin(rescore_margin)
-        cfg = _read_config(path)
-        self.path, self.digest = path, digest
-        self.family = FAMILIES[cfg["model_type"]]
+        tokenizer, manifest, labels = _load_light(path)
+        super().__init__(path, spec=spec or path, tokenizer=tokenizer, manifest=manifest, labels=labels)
+        self.family = FAMILIES[_read_config(path)["model_type"]]
         self.device, self.device_index = resolve_device(device)
-        self.compute_type = (check_compute_type(compute_type, self.device) if compute_type
-                             else default_compute_type(self.device, exact=exact))
+        self.compute_type = choose_compute_type(compute_type, self.device, exact=exact, fast_on_gpu=FAST_ON_GPU)
         quantized = self.compute_type.startswith("int")
         if rescore_margin and not quantized:
             raise UsageError(f"--rescore-margin re-scores the near-ties of an int8/int16 compute type; {self.compute_type} "
                              "has none (add --compute-type int8, or drop --rescore-margin)")
-        self.threads = threads or default_threads()
+        self.threads = threads
         self.head = load_head(path, self.family)
         margin = DEFAULT_RESCORE_MARGIN if rescore_margin is None else rescore_margin
         self.rescore_margin = margin if quantized else 0.0
-        self.exact_type = exact_compute_type(self.device) if self.rescore_margin > 0 else None
+        self.exact_type = EXACT_COMPUTE_TYPE if self.rescore_margin > 0 else None
         self.scored = 0    # records run
         self.rescored = 0  # of them, re-run on the exact encoder
         self.dir, self.encoder = self._load(self.compute_type)
@@ -336,7 +282,7 @@ class CT2Encoder:
     def _load(self, compute_type: str) -> tuple[str, Any]:
         import ctranslate2
 
-        target = ensure_encoder(self.path, digest=self.digest, compute_type=compute_type)
+        target = ensure_encoder(self.resolved, digest=self.digest, compute_type=compute_type)
         try:
             return target, ctranslate2.Encoder(target, device=self.device, device_index=self.device_index,
                                                compute_type=compute_type, intra_threads=self.threads)
@@ -379,48 +325,33 @@ class CT2Encoder:
             state = state.to(ctranslate2.DataType.float32)
         return np.array(state)[:, 0].astype(np.float32, copy=True)
 
-    def run(self, encoded: Any, *, batch_size: int, hidden: bool = False) -> Any:
+    def run(self, inputs: Inputs, *, batch_size: int, hidden: bool = False) -> Outputs:
         import numpy as np
 
-        from xlt.infer import Outputs
-
+        encoded = inputs.encoded
         n = len(encoded.ids)
-        if n == 0:
-            return Outputs(np.zeros((0, 0), dtype=np.float32), None)
-        logits, hid = self._forward(encoded, list(range(n)), batch_size=batch_size, hidden=hidden)
+        out = self._forward(encoded, list(range(n)), batch_size=batch_size, hidden=hidden)
         self.scored += n
-        if self.rescore_margin > 0:
-            rows = np.flatnonzero(top2_margin(logits) < self.rescore_margin).tolist()
+        if n and self.rescore_margin > 0:
+            rows = np.flatnonzero(top2_margin(out.logits) < self.rescore_margin).tolist()
             if rows:
-                exact_logits, exact_hid = self._forward(encoded, rows, batch_size=batch_size, hidden=hidden,
-                                                        encoder=self.exact_encoder)
-                logits[rows] = exact_logits
+                exact = self._forward(encoded, rows, batch_size=batch_size, hidden=hidden, encoder=self.exact_encoder)
+                out.logits[rows] = exact.logits
                 if hidden:
-                    hid[rows] = exact_hid
+                    out.hidden[rows] = exact.hidden
                 self.rescored += len(rows)
-        return Outputs(logits, hid)
+        return out
 
     def _forward(self, encoded: Any, rows: list[int], *, batch_size: int, hidden: bool,
-                 encoder: Any = None) -> tuple[Any, Any]:
+                 encoder: Any = None) -> Outputs:
         """Logits (and first-token vectors) of the records `rows`, in that order, batched by length
         (longest first, each batch padded to its own longest member)."""
-        import numpy as np
-
-        from xlt.train.data import sorted_batches
-
-        logits: Any = None
-        hid: Any = None
         lengths = encoded.lengths()
-        for batch in sorted_batches([lengths[r] for r in rows], batch_size=batch_size):
+
+        def forward(batch: Sequence[int]) -> tuple[Any, Any]:
             ids = [encoded.ids[rows[i]] for i in batch]
             types = [encoded.types[rows[i]] for i in batch] if encoded.types is not None else None
             h0 = self.first_token(ids, types, encoder=encoder)
-            lg = apply_head(h0, self.head)
-            if logits is None:
-                logits = np.zeros((len(rows), lg.shape[1]), dtype=np.float32)
-            logits[batch] = lg
-            if hidden:
-                if hid is None:
-                    hid = np.zeros((len(rows), h0.shape[1]), dtype=np.float32)
-                hid[batch] = h0
-        return logits, hid
+            return apply_head(h0, self.head), h0 if hidden else None
+
+        return gather_outputs(len(rows), sorted_batches([lengths[r] for r in rows], batch_size=batch_size), forward)

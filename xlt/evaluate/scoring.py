@@ -1,0 +1,403 @@
+"""`eval`: score classifiers on records per language, with intervals, paired tests and matrices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from xlt import __version__, log
+from xlt.errors import InputError, RecordError, XltError
+from xlt.evaluate.metrics import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
+from xlt.evaluate.metrics import round_metric as _round
+from xlt.io import dumps
+from xlt.records import Record, check_text, field_langs, infer_fields, record_lang
+
+
+@dataclass
+class Scored:
+    """What is kept per record: languages, gold index (-1 without label), predictions per model."""
+
+    langs: list[str] = field(default_factory=list)
+    pair_langs: list[tuple[str, str]] = field(default_factory=list)
+    gold: list[int] = field(default_factory=list)
+    preds: list[list[int]] = field(default_factory=list)
+    unlabelled: int = 0
+    unlabelled_by_lang: dict[str, int] = field(default_factory=dict)
+
+
+def score_records(
+    located: Iterable[tuple[str, Record]],
+    classifiers: Sequence[Any],
+    *,
+    fields: tuple[str, ...] | None = None,
+    chunk: int = 2048,
+    predictions: IO[str] | None = None,
+    check: "EvalInputCheck | None" = None,
+) -> tuple[Scored, tuple[str, ...]]:
+    """Run every classifier over the records (streamed in chunks) and keep what metrics need."""
+    labels = classifiers[0].labels
+    # Each model's class index -> the first model's (models may order the same labels differently).
+    perms = []
+    for c in classifiers:
+        if sorted(c.labels.names) != sorted(labels.names):
+            raise InputError(f"--compare: the models have different labels ({labels.names} vs {c.labels.names})")
+        perms.append([labels.index(v) for v in c.labels.values])
+    chosen = fields or classifiers[0].fields
+    scored = Scored(preds=[[] for _ in classifiers])
+    buf: list[tuple[str, Record]] = []
+
+    def flush() -> None:
+        texts = [tuple(r[f] for f in chosen) for _, r in buf]
+        outs = [c.predict(texts) for c in classifiers]
+        import numpy as np
+
+        from xlt.infer import softmax
+
+        for c, out in zip(classifiers, outs):
+            finite = np.isfinite(out.logits).all(axis=-1)
+            if not finite.all():
+                where = buf[int(np.argmin(finite))][0]
+                raise XltError(f"{c.path} produced non-finite outputs (NaN or Infinity) for {where}; "
+                               "nothing is scored from a broken model")
+
+        for i, (where, rec) in enumerate(buf):
+            lang = record_lang(rec)
+            scored.langs.append(lang)
+            fl = field_langs(rec, chosen)
+            scored.pair_langs.append((fl[0], fl[-1]))
+            if rec.get("label") is None:
+                scored.gold.append(-1)
+                scored.unlabelled += 1
+                scored.unlabelled_by_lang[lang] = scored.unlabelled_by_lang.get(lang, 0) + 1
+            else:
+                try:
+                    scored.gold.append(labels.index(rec["label"]))
+                except RecordError as exc:
+                    raise InputError(f"{where}: {exc}") from None
+            for k, out in enumerate(outs):
+                scored.preds[k].append(perms[k][int(out.logits[i].argmax())])
+        if predictions is not None:
+            probs = softmax(outs[0].logits)
+            for i, (_, rec) in enumerate(buf):
+                p = probs[i]
+                rec_out = dict(rec)
+                rec_out["pred"] = {"label": labels.values[int(p.argmax())], "probs": [round(float(x), 6) for x in p],
+                                   "labels": labels.values, "model": classifiers[0].digest}
+                predictions.write(dumps(rec_out) + "\n")
+        buf.clear()
+
+    check = check or EvalInputCheck(labels, chosen)
+    for where, rec in located:
+        try:
+            check(rec)  # a no-op for records the reader already validated with the same check
+        except RecordError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        chosen = check.fields
+        buf.append((where, rec))
+        if len(buf) >= chunk:
+            flush()
+    if buf:
+        flush()
+    return scored, chosen or ()
+
+
+class EvalInputCheck:
+    """`validate` for the reader: a record's text fields and its label (when it has one) must fit
+    the model, so `--on-error skip` skips such records like any other bad input. The text fields
+    are `fields`, else the model's, else inferred from the first good record."""
+
+    def __init__(self, labels: Any, fields: tuple[str, ...] | None) -> None:
+        self.labels = labels
+        self.fields = fields
+
+    def __call__(self, rec: Record) -> None:
+        fields = self.fields or infer_fields(rec)
+        check_text(rec, fields)
+        if rec.get("label") is not None:
+            self.labels.index(rec["label"])
+        self.fields = fields
+
+
+def build_report(
+    scored: Scored,
+    *,
+    labels: Any,
+    source_langs: Sequence[str],
+    bootstrap: int = 0,
+    seed: int = 0,
+    matrix: bool = False,
+    signature: dict[str, Any],
+) -> dict[str, Any]:
+    """Per-language accuracy and macro-F1 with counts, averages (all and non-source), optional
+    bootstrap intervals, the premise x hypothesis matrix, and paired tests against model B."""
+    n_classes = len(labels)
+    rows_by_lang: dict[str, list[int]] = {}
+    for i, (lang, g) in enumerate(zip(scored.langs, scored.gold)):
+        if g >= 0:
+            rows_by_lang.setdefault(lang, []).append(i)
+    gold = scored.gold
+    pa = scored.preds[0]
+    langs_out: dict[str, Any] = {}
+    for lang, rows in rows_by_lang.items():
+        g = [gold[i] for i in rows]
+        p = [pa[i] for i in rows]
+        entry: dict[str, Any] = {"n": len(rows), "accuracy": _round(accuracy(g, p)), "macro_f1": _round(macro_f1(g, p, n_classes))}
+        if bootstrap:
+            lo, hi = bootstrap_ci([int(a == b) for a, b in zip(g, p)], samples=bootstrap, seed=seed)
+            entry["ci95"] = [_round(lo), _round(hi)]
+        if scored.unlabelled_by_lang.get(lang):
+            entry["unlabelled"] = scored.unlabelled_by_lang[lang]
+        langs_out[lang] = entry
+
+    def average(keys: list[str]) -> dict[str, Any] | None:
+        if not keys:
+            return None
+        return {"languages": len(keys), "n": sum(langs_out[k]["n"] for k in keys),
+                "accuracy": _round(sum(langs_out[k]["accuracy"] for k in keys) / len(keys)),
+                "macro_f1": _round(sum(langs_out[k]["macro_f1"] for k in keys) / len(keys))}
+
+    all_langs = list(langs_out)
+    non_source = [k for k in all_langs if k not in set(source_langs)]
+    labelled = [i for i, g in enumerate(gold) if g >= 0]
+    report: dict[str, Any] = {
+        "signature": signature,
+        "languages": langs_out,
+        "average": average(all_langs),
+        "average_non_source": average(non_source) if source_langs else None,
+        "source_languages": list(source_langs),
+        "overall": {"n": len(labelled), "accuracy": _round(accuracy([gold[i] for i in labelled], [pa[i] for i in labelled]))},
+        "unlabelled": scored.unlabelled,
+    }
+    if matrix:
+        report["matrix"] = build_matrix(scored)
+    if len(scored.preds) > 1:
+        pb = scored.preds[1]
+        comp: dict[str, Any] = {"languages": {}}
+        for lang, rows in rows_by_lang.items():
+            ca = [int(pa[i] == gold[i]) for i in rows]
+            cb = [int(pb[i] == gold[i]) for i in rows]
+            test = paired_bootstrap(ca, cb, samples=bootstrap or 1000, seed=seed)
+            comp["languages"][lang] = {"accuracy_a": _round(sum(ca) / len(ca)), "accuracy_b": _round(sum(cb) / len(cb)),
+                                       "delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]],
+                                       "p_value": _round(test["p_value"])}
+        ca = [int(pa[i] == gold[i]) for i in labelled]
+        cb = [int(pb[i] == gold[i]) for i in labelled]
+        groups = [scored.langs[i] for i in labelled]
+        test = paired_bootstrap(ca, cb, samples=bootstrap or 1000, seed=seed, groups=groups)
+        comp["average"] = {"delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]], "p_value": _round(test["p_value"])}
+        if source_langs and non_source:
+            keep = [i for i in labelled if scored.langs[i] in set(non_source)]
+            test = paired_bootstrap([int(pa[i] == gold[i]) for i in keep], [int(pb[i] == gold[i]) for i in keep],
+                                    samples=bootstrap or 1000, seed=seed, groups=[scored.langs[i] for i in keep])
+            comp["average_non_source"] = {"delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]],
+                                          "p_value": _round(test["p_value"])}
+        comp["samples"] = bootstrap or 1000
+        report["compare"] = comp
+    return report
+
+
+def build_matrix(scored: Scored) -> dict[str, Any]:
+    """Accuracy per (premise language, hypothesis language), languages in first-seen order."""
+    order: list[str] = []
+    cells: dict[tuple[str, str], list[int]] = {}
+    for i, ((p, h), g) in enumerate(zip(scored.pair_langs, scored.gold)):
+        for lang in (p, h):
+            if lang not in order:
+                order.append(lang)
+        if g < 0:
+            continue
+        c = cells.setdefault((p, h), [0, 0])
+        c[0] += int(scored.preds[0][i] == g)
+        c[1] += 1
+    acc = [[_round(cells[(p, h)][0] / cells[(p, h)][1]) if (p, h) in cells else None for h in order] for p in order]
+    n = [[cells[(p, h)][1] if (p, h) in cells else 0 for h in order] for p in order]
+    return {"premise_langs": order, "hypothesis_langs": order, "accuracy": acc, "n": n}
+
+
+def plot_matrix(matrix: dict[str, Any], path: str, *, title: str) -> None:
+    """A heatmap PNG of the premise x hypothesis accuracy matrix, written to `path` (the caller
+    stages it: `OutputSet.path`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    langs = matrix["premise_langs"]
+    data = np.array([[np.nan if v is None else 100 * v for v in row] for row in matrix["accuracy"]])
+    size = max(4.0, 0.55 * len(langs) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(data, cmap="viridis")
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_yticks(range(len(langs)), langs)
+    ax.set_xlabel("hypothesis language")
+    ax.set_ylabel("premise language")
+    ax.set_title(title)
+    if len(langs) <= 20:
+        lo, hi = np.nanmin(data) if np.isfinite(data).any() else 0, np.nanmax(data) if np.isfinite(data).any() else 1
+        for i in range(len(langs)):
+            for j in range(len(langs)):
+                if np.isfinite(data[i, j]):
+                    light = data[i, j] < (lo + hi) / 2
+                    ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                            color="white" if light else "black")
+    fig.colorbar(im, ax=ax, label="accuracy (%)")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    """Human-readable tables on stderr (the JSON report is the data)."""
+    from rich.table import Table
+
+    if log.state.quiet:
+        return
+    compare = report.get("compare") or {}
+    comp = compare.get("languages", {})
+    has_ci = any("ci95" in v for v in report["languages"].values())
+    cols = ["language", "n", "accuracy", "macro-F1"] + (["95% CI"] if has_ci else []) + (["B acc", "A-B", "p"] if comp else [])
+    t = Table(title=f"xlt eval {report['signature'].get('model', '')}", title_justify="left")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "language" else "right")
+
+    def pct(x: Any) -> str:
+        return "-" if x is None else f"{100 * x:.2f}"
+
+    def cmp_cells(c: dict[str, Any] | None, with_b: bool) -> list[str]:
+        if not comp:
+            return []
+        if not c:
+            return ["", "", ""]
+        return [pct(c.get("accuracy_b")) if with_b else "", f"{100 * c['delta']:+.2f}", f"{c['p_value']:.3f}"]
+
+    for lang, v in report["languages"].items():
+        row = [lang, str(v["n"]), pct(v["accuracy"]), pct(v["macro_f1"])]
+        if has_ci:
+            row.append(f"{pct(v['ci95'][0])}-{pct(v['ci95'][1])}")
+        t.add_row(*row, *cmp_cells(comp.get(lang), True))
+    for key, name in (("average", "average"), ("average_non_source", "avg non-source")):
+        v = report.get(key)
+        if v:
+            row = [name, str(v["n"]), pct(v["accuracy"]), pct(v["macro_f1"])] + ([""] if has_ci else [])
+            t.add_row(*row, *cmp_cells(compare.get(key), False), style="bold")
+    log.console().print(t)
+    m = report.get("matrix")
+    if m:
+        mt = Table(title="accuracy (%): premise language (rows) x hypothesis language (columns)", title_justify="left")
+        mt.add_column("")
+        for h in m["hypothesis_langs"]:
+            mt.add_column(h, justify="right")
+        for p, row in zip(m["premise_langs"], m["accuracy"]):
+            mt.add_row(p, *[pct(x) for x in row])
+        log.console().print(mt)
+    if report.get("unlabelled"):
+        log.warn(f"{report['unlabelled']} record(s) without a label were predicted but not scored")
+
+
+def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Sequence[str], bootstrap: int,
+              seed: int) -> dict[str, Any]:
+    """Settings and versions behind a report: `engine` is what ran (`torch`, `ct2:float32`, or with
+    int8 near-ties re-scored `ct2:int8+float32<0.03`); `training` is how the model was trained, from
+    its checkpoint's xlt.json (None for a model xlt did not train), so `xlt report` needs nothing
+    but the report."""
+    from xlt.train.checkpoint import manifest_training_info
+
+    def engine(c: Any) -> str:
+        return getattr(c, "engine_name", "torch")
+
+    def training(c: Any) -> dict[str, Any] | None:
+        return manifest_training_info(getattr(c, "manifest", None) or {})
+
+    sig: dict[str, Any] = {"xlt": __version__, "model": classifiers[0].path, "model_digest": classifiers[0].digest,
+                           "data": data, "fields": list(fields), "engine": engine(classifiers[0]),
+                           "bootstrap": bootstrap, "seed": seed, "training": training(classifiers[0])}
+    if len(classifiers) > 1:
+        sig["compare_model"] = classifiers[1].path
+        sig["compare_model_digest"] = classifiers[1].digest
+        sig["compare_engine"] = engine(classifiers[1])
+        sig["compare_training"] = training(classifiers[1])
+    return sig
+
+
+def evaluate_files(
+    files: Sequence[str] | None,
+    *,
+    model: str,
+    compare: str | None = None,
+    matrix: bool = False,
+    plot: str | None = None,
+    bootstrap: int = 0,
+    predictions: str | None = None,
+    fields: str | None = None,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    engine: str = "torch",
+    compute_type: str | None = None,
+    threads: int = 0,
+    rescore_margin: float | None = None,
+    output: str | None = None,
+    force: bool = False,
+    on_error: str = "fail",
+) -> dict[str, Any]:
+    """The whole `eval` stage: load model(s), score the records, write report/predictions/plot.
+    `engine`, `compute_type`, `threads` and `rescore_margin` choose how the models run (xlt.engines)."""
+    from xlt.errors import UsageError
+    from xlt.infer import load_classifier
+    from xlt.io import OutputSet, SkipReport, dump_json, iter_located
+    from xlt.records import parse_fields
+    from xlt.train.data import DigestingSource
+
+    if plot and not matrix:
+        raise UsageError("--plot draws the language matrix: add --matrix")
+    outputs = OutputSet(force=force)
+    # All outputs checked (exists, two spellings of one file) before a model is loaded.
+    outputs.claim(output)  # None: stdout, which --predictions - may not share
+    outputs.claim_all([(predictions, "--predictions"), (plot, "--plot")])
+    run = {"device": device, "batch_size": batch_size, "max_length": max_length, "engine": engine,
+           "compute_type": compute_type, "exact": True, "threads": threads, "rescore_margin": rescore_margin}
+    classifiers = [load_classifier(model, **run)]
+    if compare:
+        classifiers.append(load_classifier(compare, option="--compare", **run))
+    skipped = SkipReport()
+    digests = DigestingSource()
+    check = EvalInputCheck(classifiers[0].labels, parse_fields(fields) or classifiers[0].fields)
+
+    def located() -> Iterable[tuple[str, Record]]:
+        stream = iter_located(files, validate=check, on_error=on_error, skipped=skipped)
+        for where, rec in log.track(stream, description="eval", unit="records"):
+            digests.update(where, rec)
+            yield where, rec
+
+    # The report, the predictions and the plot are committed together: a failure at any point
+    # (bad input, a broken model, Ctrl-C) leaves none of them behind.
+    with outputs:
+        pred_out = outputs.text(predictions, what="--predictions") if predictions else None
+        scored, chosen = score_records(located(), classifiers, fields=check.fields, predictions=pred_out, check=check)
+        for clf in classifiers:
+            note = clf.engine_note()
+            if note:
+                log.info(f"{clf.path}: {note}")
+        if not scored.langs:
+            raise InputError(f"{', '.join(files or ['<stdin>'])}: no records" + (" left after skipping bad ones" if skipped.count else ""))
+        sig = signature(classifiers, data=digests.digests(), fields=chosen, bootstrap=bootstrap, seed=seed)
+        report = build_report(scored, labels=classifiers[0].labels, source_langs=classifiers[0].source_langs,
+                              bootstrap=bootstrap, seed=seed, matrix=matrix, signature=sig)
+        summary = skipped.summary()
+        if summary:
+            report["skipped"] = {"count": skipped.count, "examples": skipped.examples}
+            log.warn(summary)
+        text = dump_json(report, what="the eval report")
+        if plot:
+            plot_matrix(report["matrix"], outputs.path(plot, what="--plot"),
+                        title=f"{classifiers[0].path}: accuracy by language pair")
+        outputs.text(output).write(text)
+    print_tables(report)
+    if plot:
+        log.info(f"wrote {plot}")
+    return report

@@ -1,0 +1,79 @@
+"""The saved-predictions engine: a frozen model, the predictions an earlier `xlt eval --predictions`
+wrote for the same records.
+
+Lets `eval` score or compare runs without running their models again (`--compare
+base.pred.jsonl`). The file is read in step with the input; each record's texts must match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xlt.errors import InputError, RecordError, UsageError
+from xlt.inference.types import Inputs, Outputs
+from xlt.records import Record, finite_numbers
+
+
+class SavedPredictions:
+    """Reads `pred.probs` of each record of the predictions file `path` (`xlt.inference.types.Engine`);
+    its logits are the log-probabilities."""
+
+    kind = "predictions"
+    name = "predictions"
+    tokenizer = None
+    model = None
+    device = None
+    compute_type = None
+
+    def __init__(self, path: str, *, option: str = "--model") -> None:
+        from xlt.io import iter_located
+
+        self.path = self.resolved = path
+        self.option = option
+        self.manifest: dict[str, Any] = {}
+        self._records = iter_located([path])
+        first = next(self._records, None)
+        if first is None:
+            raise UsageError(f"{option} {path}: an empty predictions file")
+        self._pending: list[tuple[str, Record]] = [first]
+        pred = first[1].get("pred")
+        if not isinstance(pred, dict) or not isinstance(pred.get("labels"), list):
+            raise UsageError(f"{option} {path}: not a model directory nor a predictions file from `xlt eval "
+                             f"--predictions` (first record has no \"pred\" with \"labels\")")
+        self.labels = list(pred["labels"])
+        self.digest = str(pred.get("model") or f"predictions:{path}")
+
+    def note(self) -> str | None:
+        return None
+
+    def _next(self) -> tuple[str, Record]:
+        if self._pending:
+            return self._pending.pop()
+        item = next(self._records, None)
+        if item is None:
+            raise UsageError(f"{self.option} {self.path}: fewer predictions than input records")
+        return item
+
+    def run(self, inputs: Inputs, *, batch_size: int, hidden: bool = False) -> Outputs:
+        import numpy as np
+
+        if hidden:
+            raise UsageError(f"{self.option} {self.path}: a predictions file has no hidden states")
+        logits = np.zeros((len(inputs.texts), len(self.labels)), dtype=np.float32)
+        for i, text in enumerate(inputs.texts):
+            where, rec = self._next()
+            pred = rec.get("pred")
+            values = set(v for v in rec.values() if isinstance(v, str))
+            if not isinstance(pred, dict):
+                raise InputError(f'{where}: missing field "pred" (a predictions file from xlt eval --predictions)')
+            try:
+                probs = finite_numbers(pred.get("probs"), "pred.probs", length=len(self.labels))
+            except RecordError as exc:
+                raise InputError(f"{where}: {exc}") from None
+            if any(p < 0 or p > 1 for p in probs):
+                raise InputError(f'{where}: field "pred.probs" must be probabilities in [0, 1]')
+            if not all(t in values for t in text):
+                raise UsageError(f"{where}: this prediction is for another record than the input's {i + 1}th "
+                                 f"of its chunk: {self.option} needs predictions of the same records in the same order")
+            logits[i] = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
+        return Outputs(logits)

@@ -1,0 +1,85 @@
+"""The torch engine: a sequence classifier run with transformers, batched by length, gradient-free.
+
+Also what training uses to score its dev set (`run_model`) and to load its students
+(`register_small_students`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from xlt.inference.model_dir import ModelDir
+from xlt.inference.types import Inputs, Outputs, gather_outputs
+from xlt.train.checkpoint import read_manifest
+from xlt.train.data import Encoded, sorted_batches
+
+
+def run_model(model: Any, encoded: Encoded, *, pad_id: int, batch_size: int, device: Any,
+              hidden: bool = False) -> Outputs:
+    """Logits (and hidden vectors) for every example of `encoded`, in its order."""
+    import torch
+
+    from xlt.distill.students import sentence_vector  # the first-token vector, of any model's outputs
+
+    def forward(rows: Any) -> tuple[Any, Any]:
+        batch = {k: v.to(device) for k, v in encoded.batch(rows, pad_id=pad_id).items()}
+        out = model(**batch, output_hidden_states=hidden) if hidden else model(**batch)
+        return out.logits.float().cpu().numpy(), sentence_vector(out).float().cpu().numpy() if hidden else None
+
+    with torch.inference_mode():
+        return gather_outputs(len(encoded.ids), sorted_batches(encoded.lengths(), batch_size=batch_size), forward)
+
+
+def register_small_students(path: str) -> None:
+    """Small xlt students (model_type `xlt-small`) load through the Auto classes once registered."""
+    import json
+
+    cfg = os.path.join(path, "config.json")
+    if os.path.isfile(cfg):
+        with open(cfg, encoding="utf-8") as fh:
+            if json.load(fh).get("model_type") == "xlt-small":
+                import xlt.distill.students  # noqa: F401  (registers the classes)
+
+
+def load_model_dir(path: str, *, option: str = "--model") -> tuple[Any, Any, dict[str, Any]]:
+    """A sequence classifier, its tokenizer and manifest from a checkpoint or HF model dir/id."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from xlt.hf import quiet_transformers, safe_load_kwargs
+    from xlt.models import resolve_model
+
+    quiet_transformers()
+    resolved = resolve_model(path, option=option)
+    manifest = read_manifest(resolved) if os.path.isdir(resolved) else {}
+    register_small_students(resolved)
+    model = AutoModelForSequenceClassification.from_pretrained(resolved, **safe_load_kwargs(resolved, option=option))
+    tokenizer = AutoTokenizer.from_pretrained(resolved)
+    return model, tokenizer, manifest
+
+
+class TorchEngine(ModelDir):
+    """The model in torch on `device`; `threads` (0: torch's default) sets torch's thread count,
+    which is process-wide."""
+
+    kind = "torch"
+    name = "torch"
+
+    def __init__(self, resolved: str, *, spec: str, option: str = "--model", device: str = "auto",
+                 threads: int = 0) -> None:
+        from xlt.hf import resolve_device
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        model, tokenizer, manifest = load_model_dir(resolved, option=option)
+        id2label = model.config.id2label
+        super().__init__(resolved, spec=spec, tokenizer=tokenizer, manifest=manifest,
+                         labels=[id2label[i] for i in range(len(id2label))])
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+
+    def run(self, inputs: Inputs, *, batch_size: int, hidden: bool = False) -> Outputs:
+        return run_model(self.model, inputs.encoded, pad_id=self.pad_id, batch_size=batch_size, device=self.device,
+                         hidden=hidden)
