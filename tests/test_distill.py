@@ -224,3 +224,24 @@ def test_distill_pseudo_balance_cli(tiny_classifier, tmp_path):
         assert "pseudo-labels" in r.stderr.decode()
         losses[bool(flag)] = m["training"]["log"][0]["loss"]
     assert losses[True] != pytest.approx(losses[False], abs=1e-6)
+
+
+def test_gold_labels_of_the_shared_run():
+    """xlt.train.run.gold_labels: indices into the (teacher's) label set, -100 for none or one
+    outside it; with gold labels required, "no label at all" is reported before "no label set"."""
+    from xlt.errors import InputError
+    from xlt.train.data import Corpus, Example, LabelSet
+    from xlt.train.run import gold_labels
+
+    def corpus(*labels):
+        examples = [Example(("a",), -1, "fr", i, {"_label": lab}) for i, lab in enumerate(labels)]
+        return Corpus(examples, ("text",), LabelSet.from_values(x for x in labels if x is not None), {}, {"fr": len(labels)})
+
+    teacher = LabelSet(["entailment", "neutral", "contradiction"])
+    assert gold_labels(corpus("neutral", None, "other", "entailment"), teacher) == [1, -100, -100, 0]
+    with pytest.raises(InputError, match="objective ce needs gold labels, and no record has one"):
+        gold_labels(corpus(None, None), LabelSet([]), required="objective ce")
+    with pytest.raises(InputError, match="no label set"):
+        gold_labels(corpus("a", None), LabelSet(["a"]), required="objective ce")
+    with pytest.raises(InputError, match="objective ce needs gold labels"):
+        gold_labels(corpus("other", None), teacher, required="objective ce")

@@ -161,7 +161,7 @@ def _run(tiny_bert, out, *, nan_at=None, resume=False, nan_param=False, max_step
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from xlt.hf import quiet_transformers
-    from xlt.train.engine import TrainConfig, seed_everything, train
+    from xlt.train.loop import TrainConfig, seed_everything, train
 
     quiet_transformers()
     seed_everything(3)
@@ -197,7 +197,7 @@ def _weights(path):
 
 
 def test_nan_loss_stops_saves_last_finite_step_and_resume_is_exact(tiny_bert, tmp_path):
-    from xlt.train.engine import NonFiniteError
+    from xlt.train.loop import NonFiniteError
     from xlt.train.state import LoopState
 
     ref = str(tmp_path / "ref")
@@ -222,7 +222,7 @@ def test_nan_loss_stops_saves_last_finite_step_and_resume_is_exact(tiny_bert, tm
 
 
 def test_nan_loss_on_the_first_step_and_a_stale_state_dir_is_cleared(tiny_bert, tmp_path):
-    from xlt.train.engine import NonFiniteError
+    from xlt.train.loop import NonFiniteError
 
     out = str(tmp_path / "first")
     with pytest.raises(NonFiniteError, match="at step 1 .*state after step 0 is saved"):
@@ -233,7 +233,7 @@ def test_nan_loss_on_the_first_step_and_a_stale_state_dir_is_cleared(tiny_bert, 
 
 
 def test_non_finite_weights_are_never_written(tiny_bert, tmp_path):
-    from xlt.train.engine import NonFiniteError
+    from xlt.train.loop import NonFiniteError
 
     out = str(tmp_path / "nanw")
     with pytest.raises(NonFiniteError, match=r"refusing to write .*nanw: 1 weight tensor\(s\) are not finite "
@@ -247,7 +247,7 @@ import os, sys
 import torch, torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from xlt.hf import quiet_transformers
-from xlt.train.engine import NonFiniteError, TrainConfig, seed_everything, train
+from xlt.train.loop import NonFiniteError, TrainConfig, seed_everything, train
 
 base, out = sys.argv[1], sys.argv[2]
 rank = int(os.environ["RANK"])
@@ -409,7 +409,7 @@ def test_bad_config_is_refused_before_any_loading(train_file, tmp_path, option, 
 ])
 def test_train_config_check(field, value, message):
     from xlt.errors import UsageError
-    from xlt.train.engine import TrainConfig
+    from xlt.train.loop import TrainConfig
 
     with pytest.raises(UsageError, match=message):
         TrainConfig(**{field: value}).check()

@@ -58,25 +58,19 @@ def distill_cli(
 
     Example: xlt pair --src en xnli/dev.*.jsonl | xlt soft-label --teacher en.ckpt | xlt distill --student me5-small --objective kd --out st.ckpt -
     """
-    with common.command("distill", quiet=quiet, verbose=verbose):
+    with common.stage("distill", main_output=False, quiet=quiet, verbose=verbose) as stage:
         from xlt.distill.run import distill
-        from xlt.io import SkipReport
-        from xlt.records import parse_fields
-        from xlt.train.data import LabelSet
-        from xlt.train.engine import TrainConfig
 
-        cfg = TrainConfig(epochs=epochs, max_steps=max_steps, lr=lr or (1e-3 if student_arch else 5e-5), warmup=warmup,
-                          weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
-                          freeze_embeddings=freeze_embeddings, device=device, precision=precision,
-                          eval_every=eval_every, save_every=save_every, log_every=log_every)
-        robust_cfg = t.robust_config(robust, epsilon=epsilon, adv_steps=adv_steps, adv_lr=adv_lr, seed=seed)
-        skipped = SkipReport()
-        distill(files, out=out, cfg=cfg, objective=objective, student=student, student_arch=student_arch,
-                vocab_size=vocab_size, teacher=teacher, teacher_view=teacher_view, temperature=temperature,
-                min_confidence=min_confidence, balance=balance, max_length=max_length,
-                labels=LabelSet.parse(labels) if labels else None, fields=parse_fields(fields), dev_files=dev,
-                robust=robust_cfg, force=force, resume=resume, on_error=on_error, skipped=skipped)
-        common.report_skipped(skipped)
+        run = t.run_options(out=out, labels=labels, fields=fields, dev=dev, max_length=max_length, robust=robust,
+                            epsilon=epsilon, adv_steps=adv_steps, adv_lr=adv_lr, force=force, resume=resume,
+                            on_error=on_error, skipped=stage.skipped, epochs=epochs, max_steps=max_steps,
+                            lr=lr or (1e-3 if student_arch else 5e-5), warmup=warmup, weight_decay=weight_decay,
+                            batch_size=batch_size, grad_accum=grad_accum, seed=seed,
+                            freeze_embeddings=freeze_embeddings, device=device, precision=precision,
+                            eval_every=eval_every, save_every=save_every, log_every=log_every)
+        distill(files, run=run, objective=objective, student=student, student_arch=student_arch, vocab_size=vocab_size,
+                teacher=teacher, teacher_view=teacher_view, temperature=temperature, min_confidence=min_confidence,
+                balance=balance)
 
 
 def register(app: typer.Typer) -> None:

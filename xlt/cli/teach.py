@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -71,23 +71,34 @@ def teach_cli(
 
     Example: xlt teach en.jsonl --dev dev.en.jsonl --model me5-small --freeze-embeddings --out en.ckpt
     """
-    with common.command("teach", quiet=quiet, verbose=verbose):
-        from xlt.io import SkipReport
-        from xlt.records import parse_fields
-        from xlt.train.data import LabelSet
-        from xlt.train.engine import TrainConfig
+    # the checkpoint dir is checked and written by the training run itself (xlt.train.loop.check_run
+    # first; state saved as it goes, so that --resume works; published atomically at the end)
+    with common.stage("teach", main_output=False, quiet=quiet, verbose=verbose) as stage:
         from xlt.train.teach import teach
 
-        cfg = TrainConfig(epochs=epochs, max_steps=max_steps, lr=lr, warmup=warmup, weight_decay=weight_decay,
-                          batch_size=batch_size, grad_accum=grad_accum, seed=seed, freeze_embeddings=freeze_embeddings,
-                          device=device, precision=precision, eval_every=eval_every, save_every=save_every,
-                          log_every=log_every)
-        robust_cfg = robust_config(robust, epsilon=epsilon, adv_steps=adv_steps, adv_lr=adv_lr, seed=seed)
-        skipped = SkipReport()
-        teach(files, model=model, out=out, cfg=cfg, max_length=max_length,
-              labels=LabelSet.parse(labels) if labels else None, fields=parse_fields(fields), dev_files=dev,
-              robust=robust_cfg, force=force, resume=resume, on_error=on_error, skipped=skipped)
-        common.report_skipped(skipped)
+        run = run_options(out=out, labels=labels, fields=fields, dev=dev, max_length=max_length, robust=robust,
+                          epsilon=epsilon, adv_steps=adv_steps, adv_lr=adv_lr, force=force, resume=resume,
+                          on_error=on_error, skipped=stage.skipped, epochs=epochs, max_steps=max_steps, lr=lr,
+                          warmup=warmup, weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum,
+                          seed=seed, freeze_embeddings=freeze_embeddings, device=device, precision=precision,
+                          eval_every=eval_every, save_every=save_every, log_every=log_every)
+        teach(files, model=model, run=run)
+
+
+def run_options(*, out: str, labels: str | None, fields: str | None, dev: list[str] | None, max_length: int,
+                robust: str, epsilon: float | None, adv_steps: int | None, adv_lr: float | None, force: bool,
+                resume: bool, on_error: str, skipped: Any, **train: Any) -> Any:
+    """teach's and distill's shared options as the library's `RunOptions`; `train` holds the
+    `TrainConfig` fields (epochs, lr, batch_size, seed, ...)."""
+    from xlt.records import parse_fields
+    from xlt.train.data import LabelSet
+    from xlt.train.loop import TrainConfig
+    from xlt.train.run import RunOptions
+
+    robust_cfg = robust_config(robust, epsilon=epsilon, adv_steps=adv_steps, adv_lr=adv_lr, seed=train["seed"])
+    return RunOptions(out=out, cfg=TrainConfig(**train), max_length=max_length,
+                      labels=LabelSet.parse(labels) if labels else None, fields=parse_fields(fields), dev_files=dev,
+                      robust=robust_cfg, force=force, resume=resume, on_error=on_error, skipped=skipped)
 
 
 def robust_config(method: str, *, epsilon: float | None, adv_steps: int | None, adv_lr: float | None, seed: int):  # type: ignore[no-untyped-def]

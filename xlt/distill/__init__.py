@@ -10,6 +10,8 @@ report live in torch-free modules. Training code imports the pieces it needs fro
 - `xlt.distill.students`: `XltSmallConfig` / `XltSmallForSequenceClassification` (transformer,
   bilstm, cnn), registered with the transformers Auto classes on import
 - `xlt.distill.bpe`: `train_bpe_tokenizer`, a byte-level BPE vocabulary learned from text
+- `xlt.distill.run`: `distill`: resolve the teacher signals, build the student, then the run every
+  training command shares (`xlt.train.run`)
 """
 
 from __future__ import annotations

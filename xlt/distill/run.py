@@ -4,26 +4,40 @@ Teacher outputs come from the records (`teacher` key written by `soft-label`) or
 `--teacher` checkpoint run on each record's `src` view (or the record itself). A frozen teacher in
 eval mode gives the same outputs at every step, so its outputs are computed once before training
 (one pass instead of one per epoch). The student reads the record itself (the target-language
-view). Same training engine, checkpoint format, dev selection, resume and DDP as `teach`.
+view). distill is: resolve the teacher signals, build the student, and the run every training
+command shares (xlt.train.run): the same loop, checkpoint format, dev selection, resume and DDP as
+`teach`.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from xlt import __version__, log
-from xlt.envinfo import versions
-from xlt.errors import InputError, UsageError, XltError
+from xlt import log
 from xlt.distill.softlabel import TeacherCheck, teacher_base
-from xlt.io import SkipReport
+from xlt.errors import InputError, UsageError, XltError
 from xlt.records import record_lang
-from xlt.train.data import Corpus, LabelSet, read_labelled
-from xlt.train.engine import TrainConfig, TrainResult, seed_everything, train
-from xlt.train.teach import _Embeddable, load_base_classifier, load_dev
+from xlt.train.data import Corpus, LabelSet
+from xlt.train.loop import Objective, TrainResult
+from xlt.train.run import BuiltModel, RunOptions, gold_labels, load_base_classifier, log_corpus, model_loss, run_training
 
 STUDENT_SOURCES = "--student NAME (an encoder) or --student-arch transformer|bilstm|cnn (a small model from scratch)"
+
+
+@dataclass
+class TeacherSignals:
+    """What a student learns from besides gold labels: per-record teacher tensors in the label
+    order of `labels` (`teacher_logits` or `teacher_probs`, and `teacher_hidden`), the teacher's
+    label set (None: the data's), content digest, source languages and base encoder (the default
+    student)."""
+
+    tensors: dict[str, Any] = field(default_factory=dict)
+    labels: LabelSet | None = None
+    digest: str | None = None
+    langs: list[str] = field(default_factory=list)
+    base: str | None = None
 
 
 def _teacher_tensors(corpus: Corpus, labels: LabelSet, *, kind: str, need_hidden: bool) -> dict[str, Any]:
@@ -45,12 +59,24 @@ def _teacher_tensors(corpus: Corpus, labels: LabelSet, *, kind: str, need_hidden
     return out
 
 
+def _stored_teacher(corpus: Corpus, check: TeacherCheck, *, labels: LabelSet | None, need_hidden: bool,
+                    need_logits: bool, objective: str) -> TeacherSignals:
+    """The teacher outputs the records carry (written by `soft-label`)."""
+    assert check.kind is not None and check.values is not None
+    if need_logits and check.kind != "logits":  # mse matches logits: stored probabilities will not do
+        raise InputError(f"objective {objective} needs teacher logits and the records carry "
+                         "only probabilities: soft-label again (it stores both), or use kd")
+    labels = labels or LabelSet(check.values)
+    return TeacherSignals(_teacher_tensors(corpus, labels, kind=check.kind, need_hidden=need_hidden), labels,
+                          check.model, base=check.base)
+
+
 def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bool, device: str,
-                    batch_size: int, labels: LabelSet | None) -> tuple[dict[str, Any], LabelSet, str, list[str], str | None]:
+                    batch_size: int, labels: LabelSet | None) -> TeacherSignals:
     """Run a frozen teacher once over every example's `src` view (or the example itself)."""
     import torch
 
-    from xlt.infer import Classifier
+    from xlt.inference.classifier import Classifier
     from xlt.records import RecordError, view
 
     clf = Classifier(teacher, device=device, batch_size=batch_size, option="--teacher")
@@ -80,7 +106,29 @@ def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bo
     tensors = {"teacher_logits": torch.tensor(out.logits[:, order], dtype=torch.float32)}
     if need_hidden:
         tensors["teacher_hidden"] = torch.tensor(out.hidden, dtype=torch.float32)
-    return tensors, tl, clf.digest, clf.source_langs, teacher_base(clf)
+    return TeacherSignals(tensors, tl, clf.digest, clf.source_langs, teacher_base(clf))
+
+
+def _read_with_signals(files: Sequence[str] | None, run: RunOptions, needs: Collection[str], *, teacher: str | None,
+                       teacher_view: str, objective: str) -> tuple[Corpus, TeacherSignals]:
+    """The records, and the teacher signals the objective needs: run `teacher` on them, or take
+    what they carry; without either, only the teacher's base encoder recorded in them."""
+    need_hidden = "student_hidden" in needs
+    need_teacher = bool(set(needs) & {"teacher", "teacher_logits", "teacher_hidden"})
+    stored = TeacherCheck(run.labels, need_hidden=need_hidden) if need_teacher and teacher is None else None
+    corpus = run.read(files, need_label=False, extra_keys=("teacher", "src", "langs"), allow_one_label=True,
+                      check=stored)
+    if need_teacher and teacher is not None:
+        return corpus, _online_teacher(corpus, teacher, which=teacher_view, need_hidden=need_hidden,
+                                       device=run.cfg.device, batch_size=64, labels=run.labels)
+    if stored is not None:
+        return corpus, _stored_teacher(corpus, stored, labels=run.labels, need_hidden=need_hidden,
+                                       need_logits="teacher_logits" in needs, objective=objective)
+    base = None
+    if teacher is None:
+        base = next((ex.extra["teacher"].get("base") for ex in corpus.examples
+                     if isinstance(ex.extra.get("teacher"), dict) and isinstance(ex.extra["teacher"].get("base"), str)), None)
+    return corpus, TeacherSignals(labels=run.labels, base=base)
 
 
 def distill_source_langs(corpus: Corpus, *, student_dir: str | None, teacher_langs: Sequence[str],
@@ -117,11 +165,66 @@ def _build_small_student(arch: str, corpus: Corpus, labels: LabelSet, *, vocab_s
     return model, tokenizer
 
 
+def _student(corpus: Corpus, labels: LabelSet, *, student: str | None, arch: str | None, vocab_size: int,
+             max_length: int, pooled_size: int | None) -> BuiltModel:
+    """The student: a small model from scratch (`arch`) or an encoder with a classification head."""
+    if arch is not None:
+        net, tokenizer = _build_small_student(arch, corpus, labels, vocab_size=vocab_size, max_length=max_length,
+                                              pooled_size=pooled_size)
+        return BuiltModel(net, tokenizer, {"student": student, "student_resolved": None, "student_arch": arch,
+                                           "vocab_size": len(tokenizer)})
+    assert student is not None
+    net, tokenizer, resolved = load_base_classifier(student, labels, option="--student")
+    return BuiltModel(net, tokenizer, {"student": student, "student_resolved": resolved, "student_arch": None,
+                                       "vocab_size": None})
+
+
+def _pseudo_label_report(corpus: Corpus, labels: LabelSet, tensors: dict[str, Any], min_confidence: float) -> Any:
+    """Counts of the teacher's argmax labels kept at `min_confidence`, per language and class (logged)."""
+    import torch
+
+    from xlt.distill.report import PseudoLabelReport
+    from xlt.inference.types import softmax
+
+    report = PseudoLabelReport(labels.names)
+    probs = tensors["teacher_probs"] if "teacher_probs" in tensors else torch.from_numpy(softmax(tensors["teacher_logits"].numpy()))
+    conf, arg = probs.max(dim=-1)
+    report.update([ex.lang for ex in corpus.examples], arg, conf >= min_confidence)
+    for row in report.rows():
+        log.info(f"pseudo-labels: {row}")
+    return report
+
+
+def distillation_objective(combined: Any, *, teacher_keys: Collection[str], use_labels: bool, need_hidden: bool,
+                           robust: Any = None) -> Objective:
+    """`combined` (a `CombinedObjective`) on the student's outputs and the batch's teacher tensors
+    (`teacher_keys`) and gold labels; with `robust`, on perturbed input embeddings."""
+    from xlt.distill.losses import DistillBatch
+    from xlt.distill.students import sentence_vector
+
+    call = {"output_hidden_states": True} if need_hidden else {}
+
+    def objective(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+        holder: dict[str, Any] = {}
+
+        def loss_from_outputs(out: Any) -> Any:
+            # robust training calls this more than once: the last call is the loss trained on
+            holder["r"] = combined(DistillBatch(
+                student_logits=out.logits.float(), labels=batch["labels"] if use_labels else None,
+                student_hidden=sentence_vector(out).float() if need_hidden else None,
+                **{k: batch[k] for k in teacher_keys}))
+            return holder["r"].loss
+
+        loss = model_loss(model, batch, loss_from_outputs, robust=robust, **call)
+        return loss, {k: float(v) for k, v in holder["r"].terms.items()}
+
+    return objective
+
+
 def distill(
     files: Sequence[str] | None,
     *,
-    out: str,
-    cfg: TrainConfig,
+    run: RunOptions,
     objective: str = "kd",
     student: str | None = None,
     student_arch: str | None = None,
@@ -131,163 +234,48 @@ def distill(
     temperature: float = 1.0,
     min_confidence: float = 0.0,
     balance: bool = False,
-    max_length: int = 128,
-    labels: LabelSet | None = None,
-    fields: tuple[str, ...] | None = None,
-    dev_files: Sequence[str] | None = None,
-    robust: Any = None,
-    force: bool = False,
-    resume: bool = False,
-    on_error: str = "fail",
-    skipped: SkipReport | None = None,
 ) -> TrainResult:
-    """Train a student on records and write the checkpoint directory `out`."""
-    from xlt.train.engine import check_run
-
-    check_run(out, cfg, force=force, resume=resume)  # before reading the records and running the teacher
-
-    import torch
-
-    from xlt.distill.losses import CombinedObjective, DistillBatch
-    from xlt.distill.report import PseudoLabelReport
-    from xlt.train.tokcache import cached_tokenize
+    """Train a student on records and write the checkpoint directory `run.out`."""
+    run.check()  # before reading the records and running the teacher
+    from xlt.distill.losses import CombinedObjective
 
     if student is not None and student_arch is not None:
         raise UsageError(f"choose one student: {STUDENT_SOURCES}")
     combined = CombinedObjective(objective, temperature=temperature, min_confidence=min_confidence, balance=balance)
-    need_hidden = "student_hidden" in combined.needs
-    need_teacher = bool(combined.needs & {"teacher", "teacher_logits", "teacher_hidden"})
-    if need_teacher and teacher is None and "teacher_logits" in combined.needs:
-        need_kind = "logits"  # mse matches logits: stored probabilities will not do
-    else:
-        need_kind = None
-    skipped = skipped if skipped is not None else SkipReport()
-    stored_check = TeacherCheck(labels, need_hidden=need_hidden) if need_teacher and teacher is None else None
-    corpus = read_labelled(files, fields=fields, labels=labels, on_error=on_error, skipped=skipped, need_label=False,
-                           extra_keys=("teacher", "src", "langs"), allow_one_label=True, check=stored_check)
-    teacher_digest = None
-    teacher_langs: list[str] = []  # an online teacher's source languages
-    base: str | None = None  # the teacher's base encoder: the default student
-    tensors: dict[str, Any] = {}
-    if need_teacher and teacher is not None:
-        tensors, labels, teacher_digest, teacher_langs, base = _online_teacher(
-            corpus, teacher, which=teacher_view, need_hidden=need_hidden, device=cfg.device, batch_size=64, labels=labels)
-    elif stored_check is not None:
-        assert stored_check.kind is not None and stored_check.values is not None
-        if need_kind and stored_check.kind != need_kind:
-            raise InputError(f"objective {combined.describe()['objective']} needs teacher logits and the records carry "
-                             "only probabilities: soft-label again (it stores both), or use kd")
-        labels = labels or LabelSet(stored_check.values)
-        tensors = _teacher_tensors(corpus, labels, kind=stored_check.kind, need_hidden=need_hidden)
-        teacher_digest, base = stored_check.model, stored_check.base
-    elif teacher is None:
-        base = next((ex.extra["teacher"].get("base") for ex in corpus.examples
-                     if isinstance(ex.extra.get("teacher"), dict) and isinstance(ex.extra["teacher"].get("base"), str)), None)
+    needs, spec = combined.needs, combined.describe()
+    need_hidden = "student_hidden" in needs
+    corpus, signals = _read_with_signals(files, run, needs, teacher=teacher, teacher_view=teacher_view,
+                                         objective=spec["objective"])
     if student is None and student_arch is None:
         from xlt.models.builtin import DEFAULT_MODEL
 
-        student = base or DEFAULT_MODEL
-        log.info(f"student: {student} ({'the teacher' + chr(39) + 's base encoder' if base else 'the built-in default'}; "
+        student = signals.base or DEFAULT_MODEL
+        log.info(f"student: {student} ({'the teacher' + chr(39) + 's base encoder' if signals.base else 'the built-in default'}; "
                  f"choose another with {STUDENT_SOURCES})")
-    if "labels" in combined.needs and all(ex.extra.get("_label") is None for ex in corpus.examples):
-        raise InputError("objective ce needs gold labels, and no record has one")
-    labels = labels or corpus.labels
-    if len(labels) < 2:
-        raise InputError("no label set: records need gold labels, teacher outputs, or --labels")
-    gold = []
-    for ex in corpus.examples:
-        raw = ex.extra.get("_label")
-        gold.append(labels.index(raw) if raw is not None and labels.has(raw) else -100)
-    if "labels" in combined.needs and all(g == -100 for g in gold):
-        raise InputError("objective ce needs gold labels, and no record has one")
-    available = {"student_logits"} | set(tensors) | ({"student_hidden"} if need_hidden else set())
-    if any(g != -100 for g in gold):
-        available.add("labels")
-    combined.check_inputs(available)
+    labels = signals.labels or corpus.labels
+    gold = gold_labels(corpus, labels, required="objective ce" if "labels" in needs else None)
+    use_labels = any(g != -100 for g in gold)
+    combined.check_inputs({"student_logits", *signals.tensors, *(["student_hidden"] if need_hidden else []),
+                           *(["labels"] if use_labels else [])})
+    report = _pseudo_label_report(corpus, labels, signals.tensors, min_confidence) if "pseudo" in combined.weights else None
+    log_corpus(corpus, "distillation records", f"objective {spec['objective']}")
+    teacher_used = bool(needs & {"teacher", "teacher_logits", "teacher_hidden"})
 
-    report = None
-    if "pseudo" in combined.weights:
-        from xlt.infer import softmax
+    def build() -> BuiltModel:
+        pooled = int(signals.tensors["teacher_hidden"].shape[1]) if need_hidden and student_arch else None
+        built = _student(corpus, labels, student=student, arch=student_arch, vocab_size=vocab_size,
+                         max_length=run.max_length, pooled_size=pooled)
+        source_langs = distill_source_langs(corpus, student_dir=built.about["student_resolved"], teacher_langs=signals.langs,
+                                            teacher_used=teacher_used, teacher_view=teacher_view, gold_used="labels" in needs)
+        built.about.update({"teacher": teacher, "teacher_digest": signals.digest,
+                            "teacher_view": teacher_view if teacher else None, "objective": spec,
+                            "source_langs": source_langs, "pseudo_labels": report.to_dict() if report is not None else None})
+        return built
 
-        report = PseudoLabelReport(labels.names)
-        probs = tensors["teacher_probs"] if "teacher_probs" in tensors else torch.from_numpy(softmax(tensors["teacher_logits"].numpy()))
-        conf, arg = probs.max(dim=-1)
-        report.update([ex.lang for ex in corpus.examples], arg, conf >= min_confidence)
-        for row in report.rows():
-            log.info(f"pseudo-labels: {row}")
-
-    log.info(f"{len(corpus.examples)} distillation records, languages "
-             + ", ".join(f"{k} {v}" for k, v in corpus.langs.items()) + f"; objective {combined.describe()['objective']}")
-    seed_everything(cfg.seed)
-    if student_arch is not None:
-        pooled = int(tensors["teacher_hidden"].shape[1]) if need_hidden else None
-        net, tokenizer = _build_small_student(student_arch, corpus, labels, vocab_size=vocab_size, max_length=max_length,
-                                              pooled_size=pooled)
-        resolved = None
-    else:
-        net, tokenizer, resolved = load_base_classifier(student, labels, option="--student")
-    encoded = cached_tokenize(tokenizer, [ex.texts for ex in corpus.examples], max_length=max_length,
-                              fields=corpus.fields, what="distillation records")
-    gold_t = torch.tensor(gold, dtype=torch.long)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-    def make_batch(rows: Sequence[int]) -> dict[str, Any]:
-        idx = list(rows)
-        batch = encoded.batch(idx, pad_id=pad)
-        batch["labels"] = gold_t[idx]
-        for k, v in tensors.items():
-            batch[k] = v[idx]
-        return batch
-
-    def student_outputs(model: Any, out: Any, batch: dict[str, Any]) -> Any:
-        from xlt.distill.students import sentence_vector
-
-        kw = {k: batch[k] for k in tensors}
-        labels_t = batch["labels"] if "labels" in available else None
-        return combined(DistillBatch(student_logits=out.logits.float(), labels=labels_t,
-                                     student_hidden=sentence_vector(out).float() if need_hidden else None, **kw))
-
-    def objective_fn(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
-        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        extra = {"output_hidden_states": True} if need_hidden else {}
-        if robust is not None:
-            from xlt.robust import robust_loss
-
-            holder: dict[str, Any] = {}
-
-            def from_outputs(out: Any) -> Any:
-                holder["r"] = student_outputs(model, out, batch)
-                return holder["r"].loss
-
-            wrapped = _Embeddable(model, **extra)
-            loss = robust_loss(wrapped, inputs, robust, loss_fn_from_outputs=from_outputs)
-            return loss, {k: float(v) for k, v in holder["r"].terms.items()}
-        result = student_outputs(model, model(**inputs, **extra), batch)
-        return result.loss, {k: float(v) for k, v in result.terms.items()}
-
-    dev = None
-    dev_corpus = None
-    if dev_files:
-        devset = load_dev(dev_files, tokenizer=tokenizer, fields=corpus.fields, labels=labels,
-                          max_length=max_length, on_error=on_error, skipped=skipped)
-        dev_corpus = devset.corpus
-        dev = devset.scorer(tokenizer, batch_size=max(cfg.batch_size, 64))
-    manifest = {
-        "xlt_version": __version__, "kind": "distill", "student": student, "student_resolved": resolved,
-        "student_arch": student_arch, "vocab_size": len(tokenizer) if student_arch else None,
-        "teacher": teacher, "teacher_digest": teacher_digest, "teacher_view": teacher_view if teacher else None,
-        "objective": combined.describe(), "fields": list(corpus.fields), "labels": labels.values,
-        "max_length": max_length, "train_langs": corpus.langs,
-        "source_langs": distill_source_langs(corpus, student_dir=resolved if student_arch is None else None,
-                                             teacher_langs=teacher_langs, teacher_used=need_teacher,
-                                             teacher_view=teacher_view, gold_used="labels" in combined.needs),
-        "inputs": {"train": corpus.digests, "dev": dev_corpus.digests if dev_corpus else {}},
-        "pseudo_labels": report.to_dict() if report is not None else None,
-        "seed": cfg.seed, "robust": robust.to_dict() if robust is not None else None,
-        "versions": versions(), "command": sys.argv,
-    }
-    return train(model=net, tokenizer=tokenizer, lengths=encoded.lengths(), make_batch=make_batch,
-                 objective=objective_fn, cfg=cfg, out=out, manifest=manifest, dev=dev, force=force, resume=resume)
+    return run_training(run, corpus, labels, kind="distill", build=build, gold=gold, tensors=signals.tensors,
+                        objective=distillation_objective(combined, teacher_keys=list(signals.tensors), use_labels=use_labels,
+                                                         need_hidden=need_hidden, robust=run.robust),
+                        what="distillation records")
 
 
 __all__ = ["distill", "record_lang"]

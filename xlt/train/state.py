@@ -1,4 +1,5 @@
-"""Resumable training state on disk, without pickle: tensors in safetensors, the rest in JSON.
+"""The training loop's state (`LoopState`), resumable from disk without pickle: tensors in
+safetensors, the rest in JSON.
 
 `torch.load` of a pickle runs whatever code the file names, so anyone who can write into
 `<out>.partial/` could run code as the next `--resume`. Here loading only ever produces tensors
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -45,6 +47,11 @@ class LoopState:
     `owner` says what the state belongs to (command, base model or student, labels) and `model`
     holds the trainable tensors, whose names and shapes must fit the model that resumes.
     `optimizer` and `scheduler` are their `state_dict()`s; `rng` holds one RNG state per rank.
+
+    During a run the training loop keeps its position (step, epoch, batch, examples seen, time),
+    the dev history, the best dev state and the log in one `LoopState`; the tensors of the live
+    model, optimizer, scheduler and RNGs are taken only when it saves (`save_run`) and put back
+    when it resumes (`restore`).
     """
 
     owner: dict[str, Any]
@@ -64,6 +71,40 @@ class LoopState:
     log: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     inputs: Any = None
+
+    @classmethod
+    def start(cls, *, owner: Mapping[str, Any], world: int, config: dict[str, Any], inputs: Any) -> "LoopState":
+        """The state of a run before its first step."""
+        return cls(owner=dict(owner), world=world, step=0, epoch=0, batch_pos=0, seen=0, train_time=0.0,
+                   model={}, optimizer={}, scheduler={}, rng=[], config=config, inputs=inputs)
+
+    def save_run(self, directory: str, *, model: Any, optimizer: Any, scheduler: Any, rng: list[dict[str, Any]]) -> None:
+        """`save` with the tensors of the live run: the model's trainable tensors, the optimizer's and
+        scheduler's state and `rng`, the RNG state of every rank (copies are not kept after)."""
+        self.model, self.optimizer, self.scheduler, self.rng = (trainable_state(model), optimizer.state_dict(),
+                                                                scheduler.state_dict(), rng)
+        try:
+            self.save(directory)
+        finally:
+            self.model, self.optimizer, self.scheduler, self.rng = {}, {}, {}, []
+
+    def check_resumes(self, *, owner: Mapping[str, Any], model: Any, inputs: Any, world: int, where: str) -> None:
+        """Refuse (one line) to continue a run of another model, label set, input data or number of processes."""
+        self.check_fits(owner=owner, where=where,
+                        trainable={k: list(v.shape) for k, v in trainable_tensors(model).items()})
+        if self.inputs != inputs:
+            raise UsageError(f"--resume: the input data differ from the interrupted run's ({where}); resume with the same files")
+        if self.world != world:
+            raise UsageError(f"--resume: the state was saved by {self.world} process(es), this run has {world}")
+
+    def restore(self, *, model: Any, optimizer: Any, scheduler: Any, rank: int) -> None:
+        """Put the saved tensors back into the live run: the model's trainable tensors, the
+        optimizer's and scheduler's state and this rank's RNG state (the loaded copies are dropped)."""
+        model.load_state_dict(self.model, strict=False)
+        optimizer.load_state_dict(self.optimizer)
+        scheduler.load_state_dict(self.scheduler)
+        set_rng_state(self.rng[rank])
+        self.model, self.optimizer, self.scheduler, self.rng = {}, {}, {}, []
 
     def save(self, directory: str) -> None:
         """Write the state into `directory` (which exists), replacing the previous one atomically."""
@@ -149,6 +190,43 @@ class LoopState:
         n = len(changed) + len(only_saved) + len(only_here)
         more = f" ({n - 1} more tensors differ)" if n > 1 else ""
         raise UsageError(f"--resume: the state in {where} does not fit this model: {detail}{more}: {again}")
+
+
+def trainable_tensors(model: Any) -> dict[str, Any]:
+    """Trainable parameters and buffers: what a resumed or best model needs beyond its base."""
+    params = dict(model.named_parameters())
+    return {k: v for k, v in model.state_dict().items() if k not in params or params[k].requires_grad}
+
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """A CPU copy of `trainable_tensors(model)`."""
+    return {k: v.detach().cpu().clone() for k, v in trainable_tensors(model).items()}
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of the python, numpy, torch (and CUDA) RNGs, as tensors and JSON data."""
+    import numpy as np
+    import torch
+
+    # numpy's key array as a list: the state is saved as tensors + JSON, never pickled
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _read_doc(directory: str) -> tuple[dict[str, Any], str]:
