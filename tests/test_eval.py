@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_xlt
 from xlt.evaluate.metrics import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
-from xlt.evaluate.report import Scored, build_matrix, build_report
+from xlt.evaluate.scoring import Scored, build_matrix, build_report
 from xlt.train.data import LabelSet
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from xlt.errors import InputError, UsageError
-from xlt.evaluate.summary import load_named, matrix_summary, summarize, to_markdown
+from xlt.evaluate.report import load_named, matrix_summary, summarize, to_markdown
 
 
 def eval_report(accs: dict[str, float], *, model: str = "m", digest: str = "sha256:a", source=("en",),

@@ -83,7 +83,7 @@ AllowPickle = Annotated[bool, typer.Option("--allow-pickle", callback=_allow_pic
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Records per batch.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-# Classifier inference engines (soft-label, eval): xlt.engines
+# Classifier inference engines (soft-label, eval): xlt.inference
 Engine = Annotated[str, typer.Option("--engine", help="torch, ct2 (CTranslate2 encoder + the checkpoint's own head: BERT, XLM-R, RoBERTa, DistilBERT) or auto (ct2 when the model can run there, else torch).")]
 EngineComputeType = Annotated[Optional[str], typer.Option("--compute-type", help="CTranslate2 compute type (int8, int8_float32, int8_float16, float16, bfloat16, float32). Default: eval float32 (the model's own outputs; on GPU too until float16's agreement is measured >= 99.9 %); soft-label int8 on CPU (near-ties re-scored, ~98.8 % argmax agreement with float32), float16 on GPU.")]
 EngineThreads = Annotated[int, typer.Option("--threads", min=0, help="CPU threads (CTranslate2 intra-op threads, or torch's); 0: every core this process may use for ct2, torch's default for torch.")]

@@ -49,13 +49,31 @@ def eval_cli(
 
     Example: xlt pair --all dev.*.jsonl | xlt eval --model en.ckpt --matrix --plot matrix.png
     """
-    with common.command("eval", quiet=quiet, verbose=verbose):
-        from xlt.evaluate.report import evaluate_files
+    with common.stage("eval", output=output, outputs=[(predictions, "--predictions"), (plot, "--plot")], force=force,
+                      quiet=quiet, verbose=verbose) as run:
+        from xlt import log
+        from xlt.errors import UsageError
+        from xlt.evaluate.scoring import EvalInputCheck, evaluate, load_classifiers, plot_matrix, print_tables
+        from xlt.io import dump_json, iter_located
+        from xlt.records import parse_fields
 
-        evaluate_files(files, model=model, compare=compare, matrix=matrix, plot=plot, bootstrap=bootstrap,
-                       predictions=predictions, fields=fields, batch_size=batch_size, max_length=max_length,
-                       seed=seed, device=device, engine=engine, compute_type=compute_type, threads=threads,
-                       rescore_margin=rescore_margin, output=output, force=force, on_error=on_error)
+        if plot and not matrix:
+            raise UsageError("--plot draws the language matrix: add --matrix")
+        classifiers = load_classifiers(model, compare, device=device, batch_size=batch_size, max_length=max_length,
+                                       engine=engine, compute_type=compute_type, threads=threads,
+                                       rescore_margin=rescore_margin)
+        check = EvalInputCheck(classifiers[0].labels, parse_fields(fields) or classifiers[0].fields)
+        located = iter_located(files, validate=check, on_error=on_error, skipped=run.skipped)
+        report = evaluate(located, classifiers, check=check, bootstrap=bootstrap, seed=seed, matrix=matrix,
+                          predictions=run.text(predictions, what="--predictions") if predictions else None,
+                          skipped=run.skipped, source_name=", ".join(files or ["<stdin>"]))
+        if plot:
+            plot_matrix(report["matrix"], run.path(plot, what="--plot"),
+                        title=f"{classifiers[0].path}: accuracy by language pair")
+        run.text(output).write(dump_json(report, what="the eval report"))
+        run.after(lambda: print_tables(report))
+        if plot:
+            run.after(lambda: log.info(f"wrote {plot}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,31 +42,33 @@ def soft_label_cli(
 
     Example: xlt pair --src en dev.*.jsonl | xlt soft-label --teacher en.ckpt | xlt distill --student me5-small --out st.ckpt -
     """
-    with common.command("soft-label", quiet=quiet, verbose=verbose):
+    with common.stage("soft-label", output=output, force=force, quiet=quiet, verbose=verbose) as run:
         from xlt import log
         from xlt.distill.softlabel import ViewCheck, soft_label
-        from xlt.infer import Classifier
-        from xlt.io import SkipReport, check_output, iter_located, open_output, parse_shard, take_shard, write_records
+        from xlt.inference.classifier import Classifier
+        from xlt.io import iter_located, parse_shard, take_shard
         from xlt.records import parse_fields
 
-        check_output(output, force=force)
         shard_spec = parse_shard(shard)
         chosen = parse_fields(fields)
         ViewCheck(view, chosen)  # a bad --view fails before the teacher loads
         clf = Classifier(teacher, device=device, batch_size=batch_size, max_length=max_length, option="--teacher",
                          engine=engine, compute_type=compute_type, threads=threads, rescore_margin=rescore_margin)
-        skipped = SkipReport()
         check = ViewCheck(view, chosen or clf.fields)
-        located = take_shard(iter_located(files, validate=check, on_error=on_error, skipped=skipped), shard_spec)
+        located = take_shard(iter_located(files, validate=check, on_error=on_error, skipped=run.skipped), shard_spec)
         records = soft_label(log.track(located, description="soft-label"), clf, which=view,
                              fields=chosen, temperature=temperature, hidden=hidden, check=check)
-        with open_output(output, force=force) as out:
-            n_out = write_records(records, out)
-        common.report_skipped(skipped)
-        log.info(f"labelled {n_out} record(s) with {teacher} ({clf.engine_name})")
-        note = clf.engine_note()
-        if note:
-            log.info(note)
+        n_out = run.write(records, output)
+        run.after(lambda: _log_done(n_out, teacher, clf))
+
+
+def _log_done(n_out: int, teacher: str, clf: Any) -> None:
+    from xlt import log
+
+    log.info(f"labelled {n_out} record(s) with {teacher} ({clf.engine_name})")
+    note = clf.engine_note()
+    if note:
+        log.info(note)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ import typer
 
 from xlt import log
 from xlt.cli import common
-from xlt.io import SkipReport, check_output, iter_located, open_output, parse_shard, take_shard, write_records
+from xlt.io import iter_located, parse_shard, take_shard
 from xlt.mt.records import DEFAULT_READ_AHEAD, RecordChecker, TranslateReport, translate_records
 from xlt.mt.translator import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TOKENS, DEFAULT_BEAM_SIZE, DEFAULT_MAX_LENGTH, Decoding, load_translator
 from xlt.records import parse_fields
@@ -55,8 +55,7 @@ def translate_cli(
 
       xlt translate -m m2m100_418M --tgt fr train.en.jsonl | xlt translate -m m2m100_418M --tgt en --beam-size 1 --sampling-topk 10 --num-hypotheses 4 -
     """
-    with common.command("translate", quiet=quiet, verbose=verbose):
-        check_output(output, force=force)
+    with common.stage("translate", output=output, force=force, quiet=quiet, verbose=verbose) as run:
         chosen = parse_fields(fields)
         shard_spec = parse_shard(shard)
         sampling = sampling_topk != 1
@@ -64,8 +63,7 @@ def translate_cli(
         Decoding(beam, num_hypotheses, sampling_topk, temperature, max_length, min_length).check()
         translator = load_translator(model, device=device, compute_type=compute_type, threads=threads, seed=seed)
         checker = RecordChecker(translator, src=src, fields=chosen)
-        skipped = SkipReport()
-        located = iter_located(files, validate=checker, on_error=on_error, skipped=skipped)
+        located = iter_located(files, validate=checker, on_error=on_error, skipped=run.skipped)
         records = take_shard((rec for _, rec in located), shard_spec)
         report = TranslateReport()
         translated = translate_records(
@@ -73,13 +71,15 @@ def translate_cli(
             sampling_topk=sampling_topk, temperature=temperature, max_length=max_length, min_length=min_length,
             batch_tokens=batch_tokens, batch_size=batch_size, read_ahead=read_ahead, checker=checker, report=report,
         )
-        with open_output(output, force=force) as out:
-            write_records(log.track(translated, description="translate"), out)
-        common.report_skipped(skipped)
-        for line in report.warnings():
-            log.warn(line)
-        for line in report.lines():
-            log.info(line)
+        run.write(translated, output, progress="translate")
+        run.after(lambda: _log_report(report))
+
+
+def _log_report(report: TranslateReport) -> None:
+    for line in report.warnings():
+        log.warn(line)
+    for line in report.lines():
+        log.info(line)
 
 
 def register(app: typer.Typer) -> None:

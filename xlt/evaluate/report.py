@@ -1,6 +1,6 @@
 """`report`: merge `xlt eval` reports of several systems into one side-by-side results table.
 
-Input: named eval reports (the JSON of `xlt eval`, see `xlt.evaluate.report.build_report`).
+Input: named eval reports (the JSON of `xlt eval`, see `xlt.evaluate.scoring.build_report`).
 Output: a machine-readable summary (per system: accuracy per language, averages, deltas against
 a baseline system, the paired-bootstrap p-values the eval reports hold, the language-matrix
 summary, and the seed / steps / training time from each model's checkpoint manifest) and a

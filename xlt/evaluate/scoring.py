@@ -52,7 +52,7 @@ def score_records(
         outs = [c.predict(texts) for c in classifiers]
         import numpy as np
 
-        from xlt.infer import softmax
+        from xlt.inference.types import softmax
 
         for c, out in zip(classifiers, outs):
             finite = np.isfinite(out.logits).all(axis=-1)
@@ -323,81 +323,53 @@ def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Seque
     return sig
 
 
-def evaluate_files(
-    files: Sequence[str] | None,
-    *,
-    model: str,
-    compare: str | None = None,
-    matrix: bool = False,
-    plot: str | None = None,
-    bootstrap: int = 0,
-    predictions: str | None = None,
-    fields: str | None = None,
-    batch_size: int = 64,
-    max_length: int | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    engine: str = "torch",
-    compute_type: str | None = None,
-    threads: int = 0,
-    rescore_margin: float | None = None,
-    output: str | None = None,
-    force: bool = False,
-    on_error: str = "fail",
-) -> dict[str, Any]:
-    """The whole `eval` stage: load model(s), score the records, write report/predictions/plot.
-    `engine`, `compute_type`, `threads` and `rescore_margin` choose how the models run (xlt.engines)."""
-    from xlt.errors import UsageError
-    from xlt.infer import load_classifier
-    from xlt.io import OutputSet, SkipReport, dump_json, iter_located
-    from xlt.records import parse_fields
-    from xlt.train.data import DigestingSource
+def load_classifiers(model: str, compare: str | None = None, **run: Any) -> list[Any]:
+    """The model scored and, for a paired test, the model it is compared with, run exactly (the
+    models' own outputs). `run` chooses how they run (device, batch_size, max_length, engine,
+    compute_type, threads, rescore_margin: see xlt.inference.classifier)."""
+    from xlt.inference.classifier import load_classifier
 
-    if plot and not matrix:
-        raise UsageError("--plot draws the language matrix: add --matrix")
-    outputs = OutputSet(force=force)
-    # All outputs checked (exists, two spellings of one file) before a model is loaded.
-    outputs.claim(output)  # None: stdout, which --predictions - may not share
-    outputs.claim_all([(predictions, "--predictions"), (plot, "--plot")])
-    run = {"device": device, "batch_size": batch_size, "max_length": max_length, "engine": engine,
-           "compute_type": compute_type, "exact": True, "threads": threads, "rescore_margin": rescore_margin}
+    run = {**run, "exact": True}
     classifiers = [load_classifier(model, **run)]
     if compare:
         classifiers.append(load_classifier(compare, option="--compare", **run))
-    skipped = SkipReport()
-    digests = DigestingSource()
-    check = EvalInputCheck(classifiers[0].labels, parse_fields(fields) or classifiers[0].fields)
+    return classifiers
 
-    def located() -> Iterable[tuple[str, Record]]:
-        stream = iter_located(files, validate=check, on_error=on_error, skipped=skipped)
-        for where, rec in log.track(stream, description="eval", unit="records"):
+
+def evaluate(
+    located: Iterable[tuple[str, Record]],
+    classifiers: Sequence[Any],
+    *,
+    check: EvalInputCheck,
+    bootstrap: int = 0,
+    seed: int = 0,
+    matrix: bool = False,
+    predictions: IO[str] | None = None,
+    skipped: Any = None,
+    source_name: str = "<stdin>",
+) -> dict[str, Any]:
+    """The eval report of `classifiers` on the (where, record) stream `located` (read through
+    `check`): accuracy per language, intervals, paired tests, the matrix, and the signature with
+    the digests of the data it read. Each record with its predictions goes to `predictions`."""
+    from xlt.train.data import DigestingSource
+
+    digests = DigestingSource()
+
+    def digesting() -> Iterable[tuple[str, Record]]:
+        for where, rec in log.track(located, description="eval", unit="records"):
             digests.update(where, rec)
             yield where, rec
 
-    # The report, the predictions and the plot are committed together: a failure at any point
-    # (bad input, a broken model, Ctrl-C) leaves none of them behind.
-    with outputs:
-        pred_out = outputs.text(predictions, what="--predictions") if predictions else None
-        scored, chosen = score_records(located(), classifiers, fields=check.fields, predictions=pred_out, check=check)
-        for clf in classifiers:
-            note = clf.engine_note()
-            if note:
-                log.info(f"{clf.path}: {note}")
-        if not scored.langs:
-            raise InputError(f"{', '.join(files or ['<stdin>'])}: no records" + (" left after skipping bad ones" if skipped.count else ""))
-        sig = signature(classifiers, data=digests.digests(), fields=chosen, bootstrap=bootstrap, seed=seed)
-        report = build_report(scored, labels=classifiers[0].labels, source_langs=classifiers[0].source_langs,
-                              bootstrap=bootstrap, seed=seed, matrix=matrix, signature=sig)
-        summary = skipped.summary()
-        if summary:
-            report["skipped"] = {"count": skipped.count, "examples": skipped.examples}
-            log.warn(summary)
-        text = dump_json(report, what="the eval report")
-        if plot:
-            plot_matrix(report["matrix"], outputs.path(plot, what="--plot"),
-                        title=f"{classifiers[0].path}: accuracy by language pair")
-        outputs.text(output).write(text)
-    print_tables(report)
-    if plot:
-        log.info(f"wrote {plot}")
+    scored, chosen = score_records(digesting(), classifiers, fields=check.fields, predictions=predictions, check=check)
+    for clf in classifiers:
+        note = clf.engine_note()
+        if note:
+            log.info(f"{clf.path}: {note}")
+    if not scored.langs:
+        raise InputError(f"{source_name}: no records" + (" left after skipping bad ones" if skipped and skipped.count else ""))
+    sig = signature(classifiers, data=digests.digests(), fields=chosen, bootstrap=bootstrap, seed=seed)
+    report = build_report(scored, labels=classifiers[0].labels, source_langs=classifiers[0].source_langs,
+                          bootstrap=bootstrap, seed=seed, matrix=matrix, signature=sig)
+    if skipped is not None and skipped.count:
+        report["skipped"] = {"count": skipped.count, "examples": skipped.examples}
     return report
