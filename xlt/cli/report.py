@@ -42,7 +42,7 @@ def report_cli(
     with common.stage("report", output=output, outputs=[(markdown, "output"), (plot, "--plot")], force=force,
                       quiet=quiet, verbose=verbose) as run:
         from xlt import log
-        from xlt.evaluate.summary import build_summary, load_named, plot_summary
+        from xlt.evaluate.report import build_summary, load_named, plot_summary
         from xlt.io import dump_json
 
         summary, md = build_summary(load_named(systems or []), baseline=baseline, langs=_codes(langs),
