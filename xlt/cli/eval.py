@@ -27,6 +27,8 @@ def eval_cli(
     rescore_margin: common.RescoreMargin = None,
     threads: common.EngineThreads = 0,
     output: common.Output = None,
+    report_to: common.ReportTo = "none",
+    tracking_dir: common.TrackingDir = None,
     allow_pickle: common.AllowPickle = False,
     force: common.Force = False,
     on_error: common.OnError = "fail",
@@ -45,7 +47,8 @@ def eval_cli(
     xlt cache; float16 on GPU is not the default until its agreement is measured (>= 99.9 %).
     --compute-type int8 is faster and moves accuracy (near-ties re-scored in float32,
     `ct2:int8+float32<0.03`: ~98.8 % argmax agreement, RESULTS.md). The signature also carries the
-    checkpoint's training information (seed, steps, ...) for xlt report.
+    checkpoint's training information (seed, steps, ...) for xlt report. --report-to tensorboard
+    also logs the accuracy table as scalars (one per language, and the averages).
 
     Example: xlt pair --all dev.*.jsonl | xlt eval --model en.ckpt --matrix --plot matrix.png
     """
@@ -57,8 +60,11 @@ def eval_cli(
         from xlt.io import dump_json, iter_located
         from xlt.records import parse_fields
 
+        from xlt.train.tracking import Tracking, log_report
+
         if plot and not matrix:
             raise UsageError("--plot draws the language matrix: add --matrix")
+        tracking = Tracking.from_options(report_to, tracking_dir)
         classifiers = load_classifiers(model, compare, device=device, batch_size=batch_size, max_length=max_length,
                                        engine=engine, compute_type=compute_type, threads=threads,
                                        rescore_margin=rescore_margin)
@@ -71,6 +77,8 @@ def eval_cli(
             plot_matrix(report["matrix"], run.path(plot, what="--plot"),
                         title=f"{classifiers[0].path}: accuracy by language pair")
         run.text(output).write(dump_json(report, what="the eval report"))
+        if tracking is not None:  # accuracy per language and the averages, as scalars
+            log_report(report, tracking, model=model)
         run.after(lambda: print_tables(report))
         if plot:
             run.after(lambda: log.info(f"wrote {plot}"))

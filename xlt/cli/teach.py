@@ -27,6 +27,11 @@ Robust = Annotated[str, typer.Option("--robust", help="Robust training: none, ad
 Epsilon = Annotated[Optional[float], typer.Option("--epsilon", parser=common.finite, help="L-infinity radius of the embedding perturbation (paper grid: 0.001, 0.01, 0.1, 1.0).")]
 AdvSteps = Annotated[Optional[int], typer.Option("--adv-steps", min=1, help="--robust adv: projected gradient steps of the inner maximization.")]
 AdvLr = Annotated[Optional[float], typer.Option("--adv-lr", parser=common.finite, help="--robust adv: step size of the inner maximization (default from epsilon and steps).")]
+Peft = Annotated[str, typer.Option("--peft", help="Parameter-efficient fine-tuning: none (every weight) or lora (low-rank adapters on the attention, head trained fully; the checkpoint holds the merged model and the adapter in adapter/).")]
+LoraR = Annotated[Optional[int], typer.Option("--lora-r", min=1, help="--peft lora: adapter rank (default 8).", show_default=False)]
+LoraAlpha = Annotated[Optional[float], typer.Option("--lora-alpha", parser=common.finite, help="--peft lora: scaling alpha; updates are scaled by alpha/r (default 16).", show_default=False)]
+LoraDropout = Annotated[Optional[float], typer.Option("--lora-dropout", parser=common.finite, help="--peft lora: dropout on the adapter input (default 0.1).", show_default=False)]
+LoraTargets = Annotated[Optional[str], typer.Option("--lora-targets", help="--peft lora: modules to adapt, comma-separated (default: query,value for BERT/XLM-R/RoBERTa, q_lin,v_lin for DistilBERT).", show_default=False)]
 Out = Annotated[str, typer.Option("--out", help="Checkpoint directory to write (atomically).")]
 
 
@@ -56,6 +61,13 @@ def teach_cli(
     epsilon: Epsilon = None,
     adv_steps: AdvSteps = None,
     adv_lr: AdvLr = None,
+    peft: Peft = "none",
+    lora_r: LoraR = None,
+    lora_alpha: LoraAlpha = None,
+    lora_dropout: LoraDropout = None,
+    lora_targets: LoraTargets = None,
+    report_to: common.ReportTo = "none",
+    tracking_dir: common.TrackingDir = None,
     resume: Resume = False,
     allow_pickle: common.AllowPickle = False,
     force: common.Force = False,
@@ -81,24 +93,33 @@ def teach_cli(
                           on_error=on_error, skipped=stage.skipped, epochs=epochs, max_steps=max_steps, lr=lr,
                           warmup=warmup, weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum,
                           seed=seed, freeze_embeddings=freeze_embeddings, device=device, precision=precision,
-                          eval_every=eval_every, save_every=save_every, log_every=log_every)
+                          eval_every=eval_every, save_every=save_every, log_every=log_every, peft=peft,
+                          lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets,
+                          report_to=report_to, tracking_dir=tracking_dir)
         teach(files, model=model, run=run)
 
 
 def run_options(*, out: str, labels: str | None, fields: str | None, dev: list[str] | None, max_length: int,
                 robust: str, epsilon: float | None, adv_steps: int | None, adv_lr: float | None, force: bool,
-                resume: bool, on_error: str, skipped: Any, **train: Any) -> Any:
+                resume: bool, on_error: str, skipped: Any, peft: str = "none", lora_r: int | None = None,
+                lora_alpha: float | None = None, lora_dropout: float | None = None, lora_targets: str | None = None,
+                report_to: str = "none", tracking_dir: str | None = None, **train: Any) -> Any:
     """teach's and distill's shared options as the library's `RunOptions`; `train` holds the
     `TrainConfig` fields (epochs, lr, batch_size, seed, ...)."""
     from xlt.records import parse_fields
     from xlt.train.data import LabelSet
+    from xlt.train.lora import LoraOptions
     from xlt.train.loop import TrainConfig
     from xlt.train.run import RunOptions
+    from xlt.train.tracking import Tracking
 
     robust_cfg = robust_config(robust, epsilon=epsilon, adv_steps=adv_steps, adv_lr=adv_lr, seed=train["seed"])
     return RunOptions(out=out, cfg=TrainConfig(**train), max_length=max_length,
                       labels=LabelSet.parse(labels) if labels else None, fields=parse_fields(fields), dev_files=dev,
-                      robust=robust_cfg, force=force, resume=resume, on_error=on_error, skipped=skipped)
+                      robust=robust_cfg, force=force, resume=resume, on_error=on_error, skipped=skipped,
+                      lora=LoraOptions.from_options(peft, r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
+                                                    targets=lora_targets),
+                      tracking=Tracking.from_options(report_to, tracking_dir))
 
 
 def robust_config(method: str, *, epsilon: float | None, adv_steps: int | None, adv_lr: float | None, seed: int):  # type: ignore[no-untyped-def]

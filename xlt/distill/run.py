@@ -241,6 +241,9 @@ def distill(
 
     if student is not None and student_arch is not None:
         raise UsageError(f"choose one student: {STUDENT_SOURCES}")
+    if run.lora is not None and student_arch is not None:
+        raise UsageError(f"--peft lora adapts a pretrained encoder student; a --student-arch {student_arch} student "
+                         "is trained from scratch: drop --peft lora, or use --student")
     combined = CombinedObjective(objective, temperature=temperature, min_confidence=min_confidence, balance=balance)
     needs, spec = combined.needs, combined.describe()
     need_hidden = "student_hidden" in needs

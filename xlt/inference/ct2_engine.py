@@ -109,6 +109,10 @@ def ct2_unsupported(path: str) -> str | None:
     """Why the model dir `path` cannot run on the ct2 engine (None when it can)."""
     if not os.path.isdir(path):
         return "not a local model directory"
+    from xlt.train.lora import is_adapter_dir
+
+    if is_adapter_dir(path):
+        return "a LoRA adapter dir (its base model and the adapter are merged in torch)"
     cfg = _read_config(path)
     model_type = cfg.get("model_type")
     family = FAMILIES.get(model_type or "")

@@ -43,7 +43,8 @@ def register_small_students(path: str) -> None:
 
 
 def load_model_dir(path: str, *, option: str = "--model") -> tuple[Any, Any, dict[str, Any]]:
-    """A sequence classifier, its tokenizer and manifest from a checkpoint or HF model dir/id."""
+    """A sequence classifier, its tokenizer and manifest from a checkpoint or HF model dir/id, or
+    a peft adapter dir (its base model with the adapter merged)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from xlt.hf import quiet_transformers, safe_load_kwargs
@@ -51,6 +52,10 @@ def load_model_dir(path: str, *, option: str = "--model") -> tuple[Any, Any, dic
 
     quiet_transformers()
     resolved = resolve_model(path, option=option)
+    from xlt.train.lora import is_adapter_dir
+
+    if is_adapter_dir(resolved):  # a LoRA adapter: base + adapter, merged
+        return _load_adapter_classifier(resolved, option=option)
     manifest = read_manifest(resolved) if os.path.isdir(resolved) else {}
     register_small_students(resolved)
     model = AutoModelForSequenceClassification.from_pretrained(resolved, **safe_load_kwargs(resolved, option=option))
@@ -83,3 +88,37 @@ class TorchEngine(ModelDir):
     def run(self, inputs: Inputs, *, batch_size: int, hidden: bool = False) -> Outputs:
         return run_model(self.model, inputs.encoded, pad_id=self.pad_id, batch_size=batch_size, device=self.device,
                          hidden=hidden)
+
+
+def _load_adapter_classifier(path: str, *, option: str = "--model") -> tuple[Any, Any, dict[str, Any]]:
+    """The classifier of a peft adapter dir: its base model (`base_model_name_or_path`, resolved
+    like any --model) with the adapter loaded and merged, the tokenizer (the adapter dir's, else
+    the base's) and the dir's manifest (an adapter xlt wrote carries the checkpoint's)."""
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from xlt.hf import safe_load_kwargs
+    from xlt.io import load_json
+    from xlt.models import resolve_model
+    from xlt.train.checkpoint import read_manifest
+    from xlt.errors import UsageError
+    from xlt.train.lora import ADAPTER_CONFIG
+
+    adapter = load_json(os.path.join(path, ADAPTER_CONFIG), what="adapter config")
+    base_name = adapter.get("base_model_name_or_path") if isinstance(adapter, dict) else None
+    if not base_name:
+        raise UsageError(f"{option} {path}: {ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
+    base = resolve_model(str(base_name), option=f"{option} {path}: its base model")
+    manifest = read_manifest(path)
+    config = AutoConfig.from_pretrained(base)
+    labels = manifest.get("labels")
+    if labels:
+        config.num_labels = len(labels)
+        config.id2label = {i: str(name) for i, name in enumerate(labels)}
+        config.label2id = {name: i for i, name in config.id2label.items()}
+    model = AutoModelForSequenceClassification.from_pretrained(base, config=config, ignore_mismatched_sizes=True,
+                                                               **safe_load_kwargs(base, option=option))
+    model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    has_tokenizer = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json"))
+    tokenizer = AutoTokenizer.from_pretrained(path if has_tokenizer else base)
+    return model, tokenizer, manifest

@@ -47,6 +47,8 @@ def resolve_model(name: str, *, option: str = "--model") -> str:
     path = os.path.expanduser(name)
     if os.path.isdir(path):
         config = os.path.join(path, "config.json")
+        if not os.path.isfile(config) and os.path.isfile(os.path.join(path, "adapter_config.json")):
+            return path  # a peft adapter: its base model is resolved when it loads (xlt.train.lora)
         if not os.path.isfile(config):
             raise UsageError(f"{option} {name}: directory has no config.json; expected a Hugging Face model "
                              "directory or an xlt checkpoint")

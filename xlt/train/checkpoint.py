@@ -1,7 +1,7 @@
 """Checkpoint directories: Hugging Face model + tokenizer + `xlt.json` manifest, written atomically.
 
 A checkpoint loads with plain `AutoModelForSequenceClassification.from_pretrained(dir)` (id2label
-set, safetensors weights); `xlt.json` records the text fields, labels, max length, resolved
+set, safetensors weights; a LoRA run's merged model, with its adapter in `adapter/`); `xlt.json` records the text fields, labels, max length, resolved
 options, seed, input digests, versions, dev metrics per evaluation, the training log and the
 content digest of the checkpoint's other files (`content_digest`, see xlt.digest).
 """
@@ -54,6 +54,8 @@ def manifest_training_info(manifest: dict[str, Any]) -> dict[str, Any] | None:
         info["objective"] = manifest["objective"]
     if manifest.get("robust"):
         info["robust"] = manifest["robust"]
+    if manifest.get("peft"):
+        info["peft"] = manifest["peft"]
     return info
 
 
@@ -69,7 +71,17 @@ def save_checkpoint(model: Any, tokenizer: Any, path: str, manifest: dict[str, A
     """Save into an (empty, temporary) directory; the caller renames it into place."""
     from xlt.hf import quiet_transformers
 
+    from xlt.train.lora import ADAPTER_DIR, is_peft, merged_copy
+
     quiet_transformers()  # no "Writing model shards" bar (students built from scratch never loaded transformers quietly)
+    if is_peft(model):
+        # LoRA: the adapter (with the trained head) in adapter/, loadable on its own with its
+        # manifest and tokenizer; the checkpoint itself is the merged, plain classifier.
+        adapter = os.path.join(path, ADAPTER_DIR)
+        model.save_pretrained(adapter, safe_serialization=True)
+        tokenizer.save_pretrained(adapter)
+        write_manifest(adapter, manifest)
+        model = merged_copy(model)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     # Hashed once here, while the files are fresh; read back while their stats are unchanged.

@@ -203,7 +203,7 @@ def check_run(out: str, cfg: TrainConfig, *, force: bool, resume: bool) -> None:
 # What a resumable state belongs to (manifest key -> how the user spells it): the state of another
 # model or label set must not continue this run.
 _OWNER = (("kind", "command"), ("base_model", "--model"), ("student", "--student"),
-          ("student_arch", "--student-arch"), ("labels", "labels"))
+          ("student_arch", "--student-arch"), ("labels", "labels"), ("peft", "--peft"))
 
 
 def _owner(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -279,6 +279,7 @@ class Loop:
     work: str  # the state dir, `<out>.partial`
     trainable: int  # trainable parameters
     clipped: list[Any]  # the parameters whose gradient norm is clipped
+    tracking: Any = None  # an xlt.train.tracking.Tracking while its trackers are open, else None
 
     def save(self, state: LoopState, rng_now: dict[str, Any] | None = None) -> None:
         """Save the resumable state (every rank must call this: the RNG states are gathered)."""
@@ -287,15 +288,24 @@ class Loop:
             state.save_run(self.work, model=self.unwrapped, optimizer=self.optimizer, scheduler=self.scheduler, rng=rng)
 
 
-def _accelerator(cfg: TrainConfig, work: str, *, resume: bool) -> _Processes:
-    """Accelerate for this device, precision and set of processes; a stale state dir of an
-    earlier run (not resumed) is cleared."""
+def _tracking_dir(tracking: Any, work: str) -> str:
+    """Where the trackers write: `--tracking-dir`, else `runs/` in the state dir, which moves into
+    the checkpoint (`OUT/runs/`) when it is published."""
+    from xlt.train.tracking import RUNS_DIR
+
+    return tracking.directory or os.path.join(work, RUNS_DIR)
+
+
+def _accelerator(cfg: TrainConfig, work: str, *, resume: bool, tracking: Any = None) -> _Processes:
+    """Accelerate for this device, precision, set of processes and trackers; a stale state dir of
+    an earlier run (not resumed) is cleared."""
     from accelerate import Accelerator
 
     from xlt.hf import resolve_device
 
     device = resolve_device(cfg.device)
-    procs = _Processes(Accelerator(cpu=device == "cpu", mixed_precision=_mixed_precision(cfg, device)))
+    trackers = {"log_with": tracking.report_to, "project_dir": _tracking_dir(tracking, work)} if tracking else {}
+    procs = _Processes(Accelerator(cpu=device == "cpu", mixed_precision=_mixed_precision(cfg, device), **trackers))
     if not procs.is_main:
         log.state.quiet = True
     if procs.world > 1:
@@ -320,13 +330,13 @@ def _optimizer(model: Any, cfg: TrainConfig) -> Any:
 
 
 def _start(model: Any, *, cfg: TrainConfig, n_examples: int, out: str, manifest: dict[str, Any],
-           resume: bool) -> tuple[Loop, LoopState]:
+           resume: bool, tracking: Any = None) -> tuple[Loop, LoopState]:
     """Set the run up: processes, frozen embeddings, optimizer, schedule, and the loop state,
     fresh or resumed from `<out>.partial`."""
     from transformers import get_linear_schedule_with_warmup
 
     work = work_dir_for(out)
-    procs = _accelerator(cfg, work, resume=resume)
+    procs = _accelerator(cfg, work, resume=resume, tracking=tracking)
     if cfg.freeze_embeddings:
         n = freeze_input_embeddings(model)
         log.info(f"froze the word embeddings ({n / 1e6:.1f} M parameters: no gradient, no optimizer state)")
@@ -349,9 +359,18 @@ def _start(model: Any, *, cfg: TrainConfig, n_examples: int, out: str, manifest:
     prepared, optimizer = procs.accelerator.prepare(model, optimizer)
     if procs.is_main:
         make_state_dir(work)
+    if tracking is not None:  # after the state dir exists: the default log dir is inside it
+        from xlt.train.tracking import tracker_config
+
+        run_config = {k: manifest.get(k) for k in ("kind", "base_model", "student", "student_arch", "objective",
+                                                   "peft", "robust", "max_length", "seed")}
+        procs.accelerator.init_trackers(str(manifest.get("kind") or "xlt"),
+                                        config=tracker_config({**run_config, **asdict(cfg)}))
+        log.info(f"tracking with {tracking.report_to}"
+                 + (f" in {_tracking_dir(tracking, work)}" if tracking.report_to == "tensorboard" else ""))
     clipped = [p for p in prepared.parameters() if p.requires_grad]
     return Loop(cfg, plan, procs, prepared, procs.accelerator.unwrap_model(prepared), optimizer, scheduler, work,
-                trainable, clipped), state
+                trainable, clipped, tracking), state
 
 
 # --- the step generator ------------------------------------------------------------------------------
@@ -520,6 +539,10 @@ def _evaluate(loop: Loop, state: LoopState, dev: DevFn | None, dev_metric: str) 
         model.train()
         metrics = {"step": state.step, "epoch": round(state.step / loop.plan.updates_per_epoch, 3), **metrics}
         state.history.append(metrics)
+        if loop.tracking is not None:
+            from xlt.train.tracking import dev_scalars
+
+            loop.procs.accelerator.log(dev_scalars(metrics), step=state.step)
         score = metrics.get(dev_metric)
         best = state.best
         improved = best is None or (score is not None and score > best.get(dev_metric, -1))
@@ -556,6 +579,8 @@ def _consume(steps: Iterator[StepInfo], loop: Loop, state: LoopState, *, dev: De
         if step % cfg.log_every == 0 or step == plan.total_steps:
             entry = meter.entry(step, loop.scheduler.get_last_lr()[0])
             state.log.append(entry)
+            if loop.tracking is not None:
+                loop.procs.accelerator.log({f"train/{k}": v for k, v in entry.items() if k != "step"}, step=step)
             log.info(f"step {step}/{plan.total_steps} loss {entry['loss']:.4f} lr {entry['lr']:.2e} "
                      f"{entry['examples_per_s']:.1f} ex/s")
         done = step >= plan.total_steps
@@ -600,15 +625,29 @@ def _publish(loop: Loop, state: LoopState, result: TrainResult, *, tokenizer: An
     if procs.agree(int(bool(bad)))[0]:
         detail = f"{len(bad)} weight tensor(s) are not finite (first: {bad[0]})" if bad else "the weights are not finite"
         raise NonFiniteError(f"refusing to write {out}: {detail}; training diverged (lower --lr, or check the inputs)")
+    runs = _end_tracking(loop)
     if procs.is_main:
         manifest = {**manifest, "training": _training_manifest(loop, state, result),
                     "dev": {"metric": dev_metric, "history": state.history, "best": state.best} if dev_metric else None}
         with atomic_path(out, force=force, what="checkpoint", is_dir=True) as tmp:
+            if runs is not None and os.path.isdir(runs):
+                os.replace(runs, os.path.join(tmp, os.path.basename(runs)))  # OUT/runs/
             save_checkpoint(model, tokenizer, tmp, manifest)
         if not remove_state_dir(loop.work):
             log.warn(f"kept {loop.work}: it holds files xlt did not write")
         log.info(f"wrote {out} ({state.step} steps, {result.examples_per_second:.1f} examples/s)")
     procs.accelerator.wait_for_everyone()
+
+
+def _end_tracking(loop: Loop) -> str | None:
+    """Close the trackers (flushing their files); the default log dir (in the state dir) that
+    then moves into the checkpoint, or None."""
+    if loop.tracking is None:
+        return None
+    loop.procs.accelerator.end_training()
+    runs = None if loop.tracking.directory else _tracking_dir(loop.tracking, loop.work)
+    loop.tracking = None
+    return runs
 
 
 def train(
@@ -625,24 +664,31 @@ def train(
     force: bool = False,
     resume: bool = False,
     dev_metric: str = "accuracy",
+    tracking: Any = None,
 ) -> TrainResult:
     """Train `model` on the examples behind `lengths`/`make_batch` and write the checkpoint `out`.
 
     `manifest` is completed with the run's results and written as `xlt.json`. With `dev`, the
     model is evaluated every `eval_every` optimizer steps (default: each epoch) and the best by
-    `dev_metric` is what `out` holds.
+    `dev_metric` is what `out` holds. With `tracking` (an `xlt.train.tracking.Tracking`) loss,
+    learning rate, speed and dev metrics also go to its tracker.
     """
     check_run(out, cfg, force=force, resume=resume)  # again: train() is also called from Python
-    loop, state = _start(model, cfg=cfg, n_examples=len(lengths), out=out, manifest=manifest, resume=resume)
+    loop, state = _start(model, cfg=cfg, n_examples=len(lengths), out=out, manifest=manifest, resume=resume,
+                         tracking=tracking)
     loop.model.train()
-    with _Stopper() as stopper:
-        steps = train_steps(loop, state, lengths=lengths, make_batch=make_batch, objective=objective, stopper=stopper)
-        _consume(_timed(steps, state), loop, state, dev=dev, dev_metric=dev_metric)
-    result = TrainResult(
-        steps=state.step, epochs_done=round(state.step / loop.plan.updates_per_epoch, 3), examples_seen=state.seen,
-        train_seconds=round(state.train_time, 2), examples_per_second=round(state.seen / max(state.train_time, 1e-9), 2),
-        best=state.best, dev_history=state.history, log=state.log, world_size=loop.procs.world,
-    )
-    _publish(loop, state, result, tokenizer=tokenizer, out=out, manifest=manifest,
-             dev_metric=dev_metric if dev is not None else None, force=force or resume)
+    try:
+        with _Stopper() as stopper:
+            steps = train_steps(loop, state, lengths=lengths, make_batch=make_batch, objective=objective, stopper=stopper)
+            _consume(_timed(steps, state), loop, state, dev=dev, dev_metric=dev_metric)
+        result = TrainResult(
+            steps=state.step, epochs_done=round(state.step / loop.plan.updates_per_epoch, 3), examples_seen=state.seen,
+            train_seconds=round(state.train_time, 2),
+            examples_per_second=round(state.seen / max(state.train_time, 1e-9), 2),
+            best=state.best, dev_history=state.history, log=state.log, world_size=loop.procs.world,
+        )
+        _publish(loop, state, result, tokenizer=tokenizer, out=out, manifest=manifest,
+                 dev_metric=dev_metric if dev is not None else None, force=force or resume)
+    finally:
+        _end_tracking(loop)  # flushed either way; an interrupted run's logs stay in the state dir for --resume
     return result

@@ -30,7 +30,9 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 class RunOptions:
     """What a training command takes besides its model and objective: the checkpoint to write,
     the optimisation settings, how records are read and tokenized, dev files for model
-    selection, robust training (an `xlt.robust.RobustConfig`), and the report of skipped records."""
+    selection, robust training (an `xlt.robust.RobustConfig`), LoRA (an `xlt.train.lora.LoraOptions`;
+    None: full fine-tuning), experiment tracking (an `xlt.train.tracking.Tracking`) and the report
+    of skipped records."""
 
     out: str
     cfg: TrainConfig
@@ -39,6 +41,8 @@ class RunOptions:
     fields: tuple[str, ...] | None = None
     dev_files: Sequence[str] | None = None
     robust: Any = None
+    lora: Any = None
+    tracking: Any = None
     force: bool = False
     resume: bool = False
     on_error: str = "fail"
@@ -143,6 +147,13 @@ def load_base_classifier(model_name: str, labels: LabelSet, *, option: str = "--
     quiet_transformers()
     resolved = resolve_model(model_name, option=option)
     from xlt.inference.torch_engine import register_small_students
+    from xlt.train.lora import is_adapter_dir
+
+    if is_adapter_dir(resolved):
+        from xlt.errors import UsageError
+
+        raise UsageError(f"{option} {model_name}: a LoRA adapter dir; train from the checkpoint that holds it "
+                         "(its merged model) or from its base model")
 
     if os.path.isdir(resolved):
         register_small_students(resolved)
@@ -226,6 +237,13 @@ def run_training(run: RunOptions, corpus: Corpus, labels: LabelSet, *, kind: str
 
     seed_everything(run.cfg.seed)
     built = build()
+    if run.lora is not None:
+        from xlt.train.lora import apply_lora
+
+        built.model, built.about["peft"] = apply_lora(built.model, run.lora)
+        p = built.about["peft"]
+        log.info(f"LoRA r={p['r']} alpha={p['alpha']:g} on {', '.join(p['targets'])}, head {', '.join(p['head'])} "
+                 f"trained fully: {p['trainable_parameters']:,} of {p['total_parameters']:,} parameters trainable")
     encoded = cached_tokenize(built.tokenizer, [e.texts for e in corpus.examples], max_length=run.max_length,
                               fields=corpus.fields, what=what)
     make_batch = batch_builder(encoded, pad=pad_id(built.tokenizer), gold=torch.tensor(gold, dtype=torch.long),
@@ -235,4 +253,4 @@ def run_training(run: RunOptions, corpus: Corpus, labels: LabelSet, *, kind: str
     manifest = run_manifest(run, kind=kind, corpus=corpus, labels=labels, about=built.about, dev=devset)
     return train(model=built.model, tokenizer=built.tokenizer, lengths=encoded.lengths(), make_batch=make_batch,
                  objective=objective, cfg=run.cfg, out=run.out, manifest=manifest, dev=dev, force=run.force,
-                 resume=run.resume)
+                 resume=run.resume, tracking=run.tracking)

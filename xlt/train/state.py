@@ -33,8 +33,9 @@ LEGACY = "state.pt"  # older xlt pickled the state: recognised (to clear it), ne
 
 _TENSOR_FILE = re.compile(r"state-[0-9a-f]{16}\.safetensors")
 # Every name xlt writes in a state dir, with the temporaries of atomic_path (`.NAME.tmp-XXXX`)
-# and of older versions (`state.pt.tmp`) that a killed run can leave behind.
-_OURS = re.compile(r"(\.xlt-partial|state\.json|state-[0-9a-f]{16}\.safetensors|state\.pt(\.tmp)?"
+# and of older versions (`state.pt.tmp`) that a killed run can leave behind; `runs/` holds the
+# tracker logs of a run with --report-to (xlt.train.tracking), moved into the checkpoint at the end.
+_OURS = re.compile(r"(\.xlt-partial|state\.json|runs|state-[0-9a-f]{16}\.safetensors|state\.pt(\.tmp)?"
                    r"|\.(state\.json|state-[0-9a-f]{16}\.safetensors)\.tmp-\w+)")
 
 _TENSOR, _TUPLE, _INT_KEYS = "__tensor__", "__tuple__", "__int_keys__"
@@ -309,7 +310,13 @@ def remove_state_dir(directory: str) -> bool:
         return not os.path.lexists(directory)
     for name in os.listdir(directory):
         if _OURS.fullmatch(name):
-            _unlink(os.path.join(directory, name))
+            path = os.path.join(directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                _unlink(path)
     try:
         os.rmdir(directory)
     except OSError:
