@@ -32,6 +32,12 @@ class ParallelData:
         return rid in self.by_lang.get(lang, {})
 
 
+def check_label_from(label_from: str) -> None:
+    """The side a cross-lingual pair takes its label from: premise or hypothesis."""
+    if label_from not in ("premise", "hypothesis"):
+        raise UsageError(f"--label-from must be premise or hypothesis, not {label_from!r}")
+
+
 def load_parallel(
     sources: Sequence[str] | None,
     *,
@@ -152,8 +158,7 @@ def cross_pairs(
     """
     if len(data.fields) != 2:
         raise UsageError(f"cross-lingual pairs need a pair task (two text fields), not {','.join(data.fields)}")
-    if label_from not in ("premise", "hypothesis"):
-        raise UsageError(f"--label-from must be premise or hypothesis, not {label_from!r}")
+    check_label_from(label_from)
     langs = list(dict.fromkeys(lang for combo in combos for lang in combo))
     _check_langs(data, langs, "--langs" if len(combos) > 1 else "--premise-lang/--hypothesis-lang")
     if src is not None:
@@ -277,8 +282,7 @@ def pair_records(
         src_pair = (parts[0], parts[-1])
     if langs is not None and not all_pairs:
         raise UsageError("--langs goes with --all")
-    if label_from not in ("premise", "hypothesis"):
-        raise UsageError(f"--label-from must be premise or hypothesis, not {label_from!r}")
+    check_label_from(label_from)
     if not all_pairs and src is None and (premise_lang is None or hypothesis_lang is None):
         raise UsageError("--premise-lang and --hypothesis-lang go together")
     if langs is not None:
