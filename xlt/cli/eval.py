@@ -77,8 +77,8 @@ def eval_cli(
             plot_matrix(report["matrix"], run.path(plot, what="--plot"),
                         title=f"{classifiers[0].path}: accuracy by language pair")
         run.text(output).write(dump_json(report, what="the eval report"))
-        if tracking is not None:  # accuracy per language and the averages, as scalars
-            log_report(report, tracking, model=model)
+        if tracking is not None:  # accuracy per language and the averages, as scalars, once the report is written
+            run.after(lambda: log_report(report, tracking, model=model))
         run.after(lambda: print_tables(report))
         if plot:
             run.after(lambda: log.info(f"wrote {plot}"))

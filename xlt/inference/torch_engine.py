@@ -118,7 +118,25 @@ def _load_adapter_classifier(path: str, *, option: str = "--model") -> tuple[Any
         config.label2id = {name: i for i, name in config.id2label.items()}
     model = AutoModelForSequenceClassification.from_pretrained(base, config=config, ignore_mismatched_sizes=True,
                                                                **safe_load_kwargs(base, option=option))
+    _check_adapter_has_head(path, option=option)
     model = PeftModel.from_pretrained(model, path).merge_and_unload()
     has_tokenizer = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json"))
     tokenizer = AutoTokenizer.from_pretrained(path if has_tokenizer else base)
     return model, tokenizer, manifest
+
+
+def _check_adapter_has_head(path: str, *, option: str) -> None:
+    """The base is loaded with a new, random head: an adapter that does not carry the trained head
+    (peft's modules_to_save) would give random predictions without a word. Refuse it."""
+    from safetensors import safe_open
+
+    from xlt.errors import UsageError
+
+    weights = os.path.join(path, "adapter_model.safetensors")
+    if not os.path.isfile(weights):
+        raise UsageError(f"{option} {path}: no adapter_model.safetensors (safetensors adapters only)")
+    with safe_open(weights, framework="pt") as fh:
+        keys = list(fh.keys())
+    if not any(part in k for k in keys for part in ("classifier", ".score.", "modules_to_save")):
+        raise UsageError(f"{option} {path}: the adapter holds no classification head (modules_to_save); "
+                         "its predictions would come from a random head")
