@@ -1,7 +1,9 @@
 """The record contract: task shapes, text fields, languages, views.
 
 A record is one JSON object: `id` (string, equal across languages for parallel data), `lang`
-(ISO 639-1), the task's text fields, optional `label`. Parallel records carry a `src` view
+(ISO 639-1), the task's text fields, optional `label`. A tagging record carries `tokens` (a list of
+words, never re-split: a word may hold spaces) and optional `tags` (one per word) instead of text
+fields and `label`; its one "text field" is `tokens`. Parallel records carry a `src` view
 (`{"lang": "en", <text fields>}`); cross-lingual pairs carry per-field `langs`. Stages add
 `teacher` (soft-label) and `aug` (perturb). Unknown keys always pass through unchanged.
 """
@@ -16,22 +18,34 @@ from xlt.errors import RecordError, UsageError
 
 Record = dict[str, Any]
 
-#: Task shapes in the order they are tried when inferring fields from a record.
+#: Task shapes in the order they are tried when inferring fields from a record (tagging before
+#: single: a tagging record may keep its sentence in `text`).
 SHAPES: dict[str, tuple[str, ...]] = {
     "nli": ("premise", "hypothesis"),
     "paraphrase": ("sentence1", "sentence2"),
+    "tagging": ("tokens",),
     "single": ("text",),
 }
 
+#: The fields of the tagging shape: one list of words; its gold labels are in `tags`.
+TAGGING: tuple[str, ...] = SHAPES["tagging"]
+
+
+def is_tagging(fields: Sequence[str] | None) -> bool:
+    """Whether `fields` are the tagging shape's (a list of words per record, a tag per word)."""
+    return fields is not None and tuple(fields) == TAGGING
+
 
 def parse_fields(spec: str | None) -> tuple[str, ...] | None:
-    """`--fields premise,hypothesis` (or a shape name: nli, paraphrase, single) -> field names."""
+    """`--fields premise,hypothesis` (or a shape name: nli, paraphrase, tagging, single) -> field names."""
     if spec is None or not spec.strip():
         return None
     spec = spec.strip()
     if spec in SHAPES:
         return SHAPES[spec]
     fields = tuple(f.strip() for f in spec.split(",") if f.strip())
+    if "tokens" in fields and fields != TAGGING:
+        raise UsageError(f"--fields {spec}: tokens is the tagging shape's one field (--fields tagging)")
     if not 1 <= len(fields) <= 2:
         raise UsageError(f"--fields takes one or two comma-separated field names, not {spec!r}")
     if len(set(fields)) != len(fields):
@@ -40,16 +54,24 @@ def parse_fields(spec: str | None) -> tuple[str, ...] | None:
 
 
 def infer_fields(record: Record) -> tuple[str, ...]:
-    """The text fields of `record` by the shapes of the contract (pair shapes first)."""
-    for fields in SHAPES.values():
-        if all(f in record for f in fields):
+    """The text fields of `record` by the shapes of the contract (pair shapes first; `tokens` as a
+    list of words is the tagging shape, with or without `tags`)."""
+    for name, fields in SHAPES.items():
+        if name == "tagging":
+            if isinstance(record.get("tokens"), list):
+                return fields
+        elif all(f in record for f in fields):
             return fields
     shapes = " or ".join("/".join(f) for f in SHAPES.values())
     raise RecordError(f"cannot tell the task's text fields (expected {shapes}; force with --fields)")
 
 
 def check_text(record: Record, fields: Sequence[str], *, where: str = "") -> None:
-    """Each of `fields` is present, a string and not empty (or blank)."""
+    """Each of `fields` is present, a string and not empty (or blank); the tagging shape's `tokens`
+    a non-empty list of such strings."""
+    if is_tagging(fields):
+        check_words(record, where=where)
+        return
     for f in fields:
         if f not in record:
             raise RecordError(f'missing field "{where}{f}"')
@@ -58,6 +80,43 @@ def check_text(record: Record, fields: Sequence[str], *, where: str = "") -> Non
             raise RecordError(f'field "{where}{f}" must be a string, got {type(value).__name__}')
         if not value.strip():
             raise RecordError(f'field "{where}{f}" is empty')
+
+
+def check_words(record: Record, *, where: str = "") -> list[str]:
+    """The record's `tokens`: a non-empty list of words, each a non-blank string (kept as they are:
+    a word may hold spaces, e.g. Vietnamese or `25 000`)."""
+    if "tokens" not in record:
+        raise RecordError(f'missing field "{where}tokens"')
+    words = record["tokens"]
+    if not isinstance(words, list):
+        raise RecordError(f'field "{where}tokens" must be a list of words, got {type(words).__name__}')
+    if not words:
+        raise RecordError(f'field "{where}tokens" is empty')
+    for i, w in enumerate(words):
+        if not isinstance(w, str):
+            raise RecordError(f'field "{where}tokens[{i}]" must be a string, got {type(w).__name__}')
+        if not w.strip():
+            raise RecordError(f'field "{where}tokens[{i}]" is empty')
+    return words
+
+
+def check_tags(record: Record, *, has: Any = None, where: str = "") -> list[Any]:
+    """The record's `tags`: one string (or integer) per word of `tokens` (checked first); with
+    `has` (a predicate, e.g. `LabelSet.has`), each one of the label set."""
+    words = check_words(record, where=where)
+    if "tags" not in record or record["tags"] is None:
+        raise RecordError(f'missing field "{where}tags"')
+    tags = record["tags"]
+    if not isinstance(tags, list):
+        raise RecordError(f'field "{where}tags" must be a list of tags, got {type(tags).__name__}')
+    if len(tags) != len(words):
+        raise RecordError(f'field "{where}tags" has {len(tags)} tags for {len(words)} tokens')
+    for i, t in enumerate(tags):
+        if isinstance(t, bool) or not isinstance(t, (str, int)) or (isinstance(t, str) and not t.strip()):
+            raise RecordError(f'field "{where}tags[{i}]" must be a non-empty string or an integer, got {t!r}')
+        if has is not None and not has(t):
+            raise RecordError(f'field "{where}tags[{i}]": tag {t!r} is not in the label set')
+    return tags
 
 
 #: The largest magnitude a model output in a record may have: it must stay finite as float32.

@@ -21,6 +21,8 @@ from xlt.inference.model_dir import pad_id_of
 from xlt.inference.saved import SavedPredictions
 from xlt.inference.torch_engine import TorchEngine
 from xlt.inference.types import Engine, Inputs, Outputs, Texts
+from xlt.records import TAGGING, is_tagging
+from xlt.tagging.model import is_tagger
 from xlt.train.checkpoint import manifest_source_langs
 from xlt.train.data import LabelSet, tokenize
 
@@ -96,6 +98,10 @@ class Classifier:
         labels = self.manifest.get("labels")
         self.labels = LabelSet(labels if labels is not None else list(self.runner.labels))
         self.fields: tuple[str, ...] | None = tuple(self.manifest["fields"]) if self.manifest.get("fields") else None
+        #: a token classifier: `predict` gives per-word outputs (xlt.tagging.model.WordOutputs)
+        self.tagging = is_tagging(self.fields) or (os.path.isdir(self.resolved) and is_tagger(self.resolved))
+        if self.tagging:
+            self.fields = TAGGING
         self.max_length = max_length or self.manifest.get("max_length") or _tokenizer_limit(self.tokenizer)
         self.pad_id = pad_id_of(self.tokenizer)
 
@@ -120,7 +126,9 @@ class Classifier:
         xlt.distill.run.distill_source_langs)."""
         return manifest_source_langs(self.manifest)
 
-    def predict(self, texts: Texts, *, hidden: bool = False) -> Outputs:
+    def predict(self, texts: Texts, *, hidden: bool = False) -> Any:
+        """Outputs of `texts` (one tuple of text fields per record; `(words,)` for a tagger, whose
+        outputs are per word: `xlt.tagging.model.WordOutputs`)."""
         return self.runner.run(Inputs(texts, self._encode), batch_size=self.batch_size, hidden=hidden)
 
     def _encode(self, texts: Texts) -> Any:

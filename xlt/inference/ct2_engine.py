@@ -114,6 +114,8 @@ def ct2_unsupported(path: str) -> str | None:
     if is_adapter_dir(path):
         return "a LoRA adapter dir (its base model and the adapter are merged in torch)"
     cfg = _read_config(path)
+    if any(str(a).endswith("ForTokenClassification") for a in cfg.get("architectures") or []):
+        return "a token classifier (taggers run on the torch engine)"
     model_type = cfg.get("model_type")
     family = FAMILIES.get(model_type or "")
     if family is None:

@@ -16,9 +16,17 @@ from xlt.train.data import Encoded, sorted_batches
 
 
 def run_model(model: Any, encoded: Encoded, *, pad_id: int, batch_size: int, device: Any,
-              hidden: bool = False) -> Outputs:
-    """Logits (and hidden vectors) for every example of `encoded`, in its order."""
+              hidden: bool = False) -> Any:
+    """Logits (and hidden vectors) for every example of `encoded`, in its order; for words (a
+    `WordEncoded`, the tagging shape) per-word outputs (`xlt.tagging.model.WordOutputs`)."""
     import torch
+
+    from xlt.tagging.encode import WordEncoded
+
+    if isinstance(encoded, WordEncoded):
+        from xlt.tagging.model import run_word_model
+
+        return run_word_model(model, encoded, pad_id=pad_id, batch_size=batch_size, device=device, hidden=hidden)
 
     from xlt.distill.students import sentence_vector  # the first-token vector, of any model's outputs
 
@@ -43,9 +51,12 @@ def register_small_students(path: str) -> None:
 
 
 def load_model_dir(path: str, *, option: str = "--model") -> tuple[Any, Any, dict[str, Any]]:
-    """A sequence classifier, its tokenizer and manifest from a checkpoint or HF model dir/id, or
-    a peft adapter dir (its base model with the adapter merged)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """A sequence classifier (or a token classifier: `xlt.tagging.model.is_tagger`), its tokenizer
+    and manifest from a checkpoint or HF model dir/id, or a peft adapter dir (its base model with
+    the adapter merged)."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    from xlt.tagging.model import is_tagger
 
     from xlt.hf import quiet_transformers, safe_load_kwargs
     from xlt.models import resolve_model
@@ -58,7 +69,8 @@ def load_model_dir(path: str, *, option: str = "--model") -> tuple[Any, Any, dic
         return _load_adapter_classifier(resolved, option=option)
     manifest = read_manifest(resolved) if os.path.isdir(resolved) else {}
     register_small_students(resolved)
-    model = AutoModelForSequenceClassification.from_pretrained(resolved, **safe_load_kwargs(resolved, option=option))
+    auto = AutoModelForTokenClassification if is_tagger(resolved) else AutoModelForSequenceClassification
+    model = auto.from_pretrained(resolved, **safe_load_kwargs(resolved, option=option))
     tokenizer = AutoTokenizer.from_pretrained(resolved)
     return model, tokenizer, manifest
 
@@ -85,7 +97,7 @@ class TorchEngine(ModelDir):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
 
-    def run(self, inputs: Inputs, *, batch_size: int, hidden: bool = False) -> Outputs:
+    def run(self, inputs: Inputs, *, batch_size: int, hidden: bool = False) -> Any:
         return run_model(self.model, inputs.encoded, pad_id=self.pad_id, batch_size=batch_size, device=self.device,
                          hidden=hidden)
 

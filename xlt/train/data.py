@@ -12,7 +12,7 @@ from typing import Any
 
 from xlt.errors import InputError, RecordError, UsageError
 from xlt.io import SkipReport, iter_located
-from xlt.records import Record, check_text, infer_fields, record_lang
+from xlt.records import Record, check_tags, check_text, infer_fields, is_tagging, record_lang
 
 
 def label_key(value: Any) -> str:
@@ -76,10 +76,12 @@ class LabelSet:
 
 @dataclass
 class Example:
-    """One training/inference unit: the text(s), the label index (-1 if none) and the language."""
+    """One training/inference unit: the text(s), the label index (-1 if none) and the language.
+    A tagging example's `texts` is `(words,)` and its `label` a list of tag indices (-1 per word
+    without a usable tag), or -1 without tags."""
 
-    texts: tuple[str, ...]
-    label: int
+    texts: tuple[Any, ...]
+    label: Any
     lang: str
     index: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -127,7 +129,9 @@ def read_labelled(
 ) -> Corpus:
     """Read every record of `sources` into examples (training needs all of its input).
 
-    Text fields come from `fields` or the first record; labels from `labels` or the data.
+    Text fields come from `fields` or the first record; labels from `labels` or the data. Tagging
+    records (`tokens`) take their labels from `tags`, one per word, and the label set is the set
+    of tags.
     Keys in `extra_keys` (e.g. `teacher`, `src`) are kept per example for distillation. `check`
     validates what else a stage needs of each record (raising RecordError), so such errors name
     FILE:LINE and `--on-error skip` skips them.
@@ -141,7 +145,10 @@ def read_labelled(
         if chosen is None:
             chosen = infer_fields(rec)
         check_text(rec, chosen)
-        if need_label:
+        if is_tagging(chosen):
+            if need_label or rec.get("tags") is not None:
+                check_tags(rec, has=labels.has if labels is not None else None)
+        elif need_label:
             if "label" not in rec or rec["label"] is None:
                 raise RecordError('missing field "label"')
             if labels is not None:
@@ -155,18 +162,24 @@ def read_labelled(
         digest.update(where, rec)
         assert chosen is not None
         extra = {k: rec[k] for k in extra_keys if k in rec}
-        extra["_label"] = rec.get("label")
-        raw.append((tuple(rec[f] for f in chosen), rec.get("label"), record_lang(rec), extra))
+        gold = rec.get("tags") if is_tagging(chosen) else rec.get("label")
+        extra["_label"] = gold
+        raw.append((tuple(rec[f] for f in chosen), gold, record_lang(rec), extra))
     if not raw:
         raise InputError(f"{', '.join(sources or ['<stdin>'])}: no records")
-    labelset = labels or LabelSet.from_values(r[1] for r in raw if r[1] is not None)
+    tagging = is_tagging(chosen)
+    labelset = labels or LabelSet.from_values(
+        (t for r in raw if r[1] is not None for t in r[1]) if tagging else (r[1] for r in raw if r[1] is not None))
     if len(labelset) < 2 and not allow_one_label:
         raise InputError(f"training data has only one label ({', '.join(labelset.names)}); a classifier needs two or more (or pass --labels)")
     examples = []
     langs: dict[str, int] = {}
     for i, (texts, label, lang, extra) in enumerate(raw):
-        examples.append(Example(texts, labelset.index(label) if label is not None and labelset.has(label) else -1,
-                                lang, i, extra))
+        if tagging:
+            index: Any = [labelset.index(t) if labelset.has(t) else -1 for t in label] if label is not None else -1
+        else:
+            index = labelset.index(label) if label is not None and labelset.has(label) else -1
+        examples.append(Example(texts, index, lang, i, extra))
         langs[lang] = langs.get(lang, 0) + 1
     assert chosen is not None
     return Corpus(examples, chosen, labelset, digest.digests(), langs)
@@ -187,8 +200,13 @@ class Encoded:
                        type_ids=[self.types[i] for i in rows] if self.types is not None else None)
 
 
-def tokenize(tokenizer: Any, texts: Sequence[tuple[str, ...]], *, max_length: int, chunk: int = 1024) -> Encoded:
-    """Tokenize single texts or text pairs in chunks, truncated to `max_length`, unpadded."""
+def tokenize(tokenizer: Any, texts: Sequence[tuple[Any, ...]], *, max_length: int, chunk: int = 1024) -> Any:
+    """Tokenize single texts or text pairs in chunks, truncated to `max_length`, unpadded; lists of
+    words (the tagging shape, `(words,)` per example) into an `xlt.tagging.encode.WordEncoded`."""
+    if texts and isinstance(texts[0][0], list):
+        from xlt.tagging.encode import encode_words
+
+        return encode_words(tokenizer, [t[0] for t in texts], max_length=max_length, chunk=chunk)
     ids: list[list[int]] = []
     types: list[list[int]] | None = None
     for start in range(0, len(texts), chunk):

@@ -19,6 +19,7 @@ from xlt import __version__, log
 from xlt.envinfo import versions
 from xlt.errors import InputError
 from xlt.io import SkipReport
+from xlt.records import is_tagging
 from xlt.train.data import Corpus, LabelSet, read_labelled
 from xlt.train.loop import BatchFn, DevFn, Objective, TrainConfig, TrainResult, check_run, seed_everything, train
 
@@ -77,9 +78,9 @@ def log_corpus(corpus: Corpus, what: str, detail: str) -> None:
              + ", ".join(f"{k} {v}" for k, v in corpus.langs.items()) + f"; {detail}")
 
 
-def gold_labels(corpus: Corpus, labels: LabelSet, *, required: str | None = None) -> list[int]:
-    """Each example's gold label as an index into `labels`; -100 (what cross-entropy ignores)
-    where it has none or one outside `labels`. A label set of fewer than two classes is refused,
+def gold_labels(corpus: Corpus, labels: LabelSet, *, required: str | None = None) -> list[Any]:
+    """Each example's gold label as an index into `labels` (tagging: a list, one per word); -100
+    (what cross-entropy ignores) where it has none or one outside `labels`. A label set of fewer than two classes is refused,
     and so, when `required` names what needs gold labels, is a corpus without a usable one."""
     raw = [ex.extra.get("_label") for ex in corpus.examples]
     missing = f"{required} needs gold labels, and no record has one"
@@ -87,6 +88,13 @@ def gold_labels(corpus: Corpus, labels: LabelSet, *, required: str | None = None
         raise InputError(missing)  # reported first: with no label at all there is no label set either
     if len(labels) < 2:
         raise InputError("no label set: records need gold labels, teacher outputs, or --labels")
+    if is_tagging(corpus.fields):  # a list of tag indices per example, one per word
+        words = [len(ex.texts[0]) for ex in corpus.examples]
+        tags = [[labels.index(t) if labels.has(t) else -100 for t in r] if r is not None else [-100] * n
+                for r, n in zip(raw, words)]
+        if required and all(t == -100 for row in tags for t in row):
+            raise InputError(missing)
+        return tags
     gold = [labels.index(r) if r is not None and labels.has(r) else -100 for r in raw]
     if required and all(g == -100 for g in gold):
         raise InputError(missing)
@@ -137,9 +145,12 @@ def model_loss(model: Any, batch: Mapping[str, Any], loss_from_outputs: Callable
     return loss_from_outputs(model(**inputs, **call_kwargs))
 
 
-def load_base_classifier(model_name: str, labels: LabelSet, *, option: str = "--model") -> tuple[Any, Any, str]:
-    """The base encoder with a fresh (or matching) classification head, and its tokenizer."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+def load_base_classifier(model_name: str, labels: LabelSet, *, option: str = "--model",
+                         tagging: bool = False) -> tuple[Any, Any, str]:
+    """The base encoder with a fresh (or matching) classification head, and its tokenizer; with
+    `tagging`, a token classification head (one prediction per subword, read per word)."""
+    from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification,
+                              AutoTokenizer)
 
     from xlt.hf import quiet_transformers, safe_load_kwargs
     from xlt.models import resolve_model
@@ -164,7 +175,8 @@ def load_base_classifier(model_name: str, labels: LabelSet, *, option: str = "--
     config.num_labels = len(labels)
     config.id2label = id2label
     config.label2id = {name: i for i, name in id2label.items()}
-    model = AutoModelForSequenceClassification.from_pretrained(resolved, config=config,
+    auto = AutoModelForTokenClassification if tagging else AutoModelForSequenceClassification
+    model = auto.from_pretrained(resolved, config=config,
                                                                ignore_mismatched_sizes=not same_head,
                                                                **safe_load_kwargs(resolved, option=option))
     tokenizer = AutoTokenizer.from_pretrained(resolved)
@@ -184,6 +196,10 @@ class DevSet:
 
         gold = [e.label for e in self.corpus.examples]
         langs = [e.lang for e in self.corpus.examples]
+        if is_tagging(self.corpus.fields):
+            from xlt.tagging.model import word_dev_scorer
+
+            return word_dev_scorer(self.encoded, gold, langs, pad=pad_id(tokenizer), batch_size=batch_size)
         n_classes = len(self.corpus.labels)
         pad = pad_id(tokenizer)
 
@@ -224,7 +240,7 @@ def run_manifest(run: RunOptions, *, kind: str, corpus: Corpus, labels: LabelSet
 
 
 def run_training(run: RunOptions, corpus: Corpus, labels: LabelSet, *, kind: str, build: Callable[[], BuiltModel],
-                 objective: Objective, gold: Sequence[int], tensors: Mapping[str, Any] | None = None,
+                 objective: Objective, gold: Sequence[Any], tensors: Mapping[str, Any] | None = None,
                  what: str = "training records") -> TrainResult:
     """Train on `corpus` (read and checked) and write the checkpoint `run.out`.
 
@@ -246,8 +262,17 @@ def run_training(run: RunOptions, corpus: Corpus, labels: LabelSet, *, kind: str
                  f"trained fully: {p['trainable_parameters']:,} of {p['total_parameters']:,} parameters trainable")
     encoded = cached_tokenize(built.tokenizer, [e.texts for e in corpus.examples], max_length=run.max_length,
                               fields=corpus.fields, what=what)
-    make_batch = batch_builder(encoded, pad=pad_id(built.tokenizer), gold=torch.tensor(gold, dtype=torch.long),
-                               tensors=tensors or {})
+    if is_tagging(corpus.fields):
+        from xlt.tagging.model import pad_words, word_batch_builder
+
+        if encoded.uncovered():
+            log.warn(f"{encoded.uncovered()} training word(s) lost their label: past --max-length {run.max_length} "
+                     "subwords, or given no subword by the tokenizer")
+        make_batch = word_batch_builder(encoded, pad=pad_id(built.tokenizer),
+                                        gold=pad_words(gold, fill=-100, dtype=torch.long), tensors=tensors or {})
+    else:
+        make_batch = batch_builder(encoded, pad=pad_id(built.tokenizer), gold=torch.tensor(gold, dtype=torch.long),
+                                   tensors=tensors or {})
     devset = load_dev(run, tokenizer=built.tokenizer, fields=corpus.fields, labels=labels) if run.dev_files else None
     dev = devset.scorer(built.tokenizer, batch_size=max(run.cfg.batch_size, 64)) if devset is not None else None
     manifest = run_manifest(run, kind=kind, corpus=corpus, labels=labels, about=built.about, dev=devset)

@@ -1,7 +1,9 @@
-"""`teach`: fine-tune a sequence(-pair) classifier on labelled records (one or many languages).
+"""`teach`: fine-tune a sequence(-pair) classifier on labelled records (one or many languages),
+or a tagger on `tokens` + `tags` records.
 
 Mixing several files or languages in one run is multilingual tuning (MLT). The classification
-head sits on the first token ([CLS] / <s>), as in the papers' setups.
+head sits on the first token ([CLS] / <s>), as in the papers' setups; a tagger's on every subword,
+read at the first subword of each word (xlt.tagging).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from xlt.records import is_tagging
 from xlt.train.loop import Objective, TrainResult
 from xlt.train.run import BuiltModel, RunOptions, gold_labels, load_base_classifier, log_corpus, model_loss, run_training
 
@@ -19,11 +22,19 @@ def teach(train_files: Sequence[str] | None, *, model: str, run: RunOptions) -> 
     corpus = run.read(train_files)
     log_corpus(corpus, "training records", f"labels {', '.join(corpus.labels.names)}")
 
+    tagging = is_tagging(corpus.fields)
+
     def build() -> BuiltModel:
-        net, tokenizer, resolved = load_base_classifier(model, corpus.labels)
+        net, tokenizer, resolved = load_base_classifier(model, corpus.labels, tagging=tagging)
         return BuiltModel(net, tokenizer, {"base_model": model, "base_model_resolved": resolved})
 
-    return run_training(run, corpus, corpus.labels, kind="teach", build=build, objective=classification_objective(run.robust),
+    if tagging:
+        from xlt.tagging.model import tagging_objective
+
+        objective = tagging_objective(run.robust)
+    else:
+        objective = classification_objective(run.robust)
+    return run_training(run, corpus, corpus.labels, kind="teach", build=build, objective=objective,
                         gold=gold_labels(corpus, corpus.labels))
 
 

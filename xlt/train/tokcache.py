@@ -160,7 +160,7 @@ def cached_tokenize(tokenizer: Any, texts: Sequence[tuple[str, ...]], *, max_len
     texts were tokenized before, else tokenize, store (atomically) and return them memory-mapped.
     Falls back to plain in-memory `tokenize` when the cache is off, the tokenizer has no
     serialisation, or the cache directory cannot be written."""
-    if not texts or not enabled():
+    if not texts or not enabled() or isinstance(texts[0][0], list):  # words (tagging): not cached
         return tokenize(tokenizer, texts, max_length=max_length)
     tok_id = tokenizer_digest(tokenizer)
     if tok_id is None:
