@@ -3,6 +3,11 @@ languages, joined by `id`.
 
 Memory holds the joined input (one entry per language and id); the output is generated lazily,
 so `--all` over N languages (N*N times the input) streams.
+
+Tagging records (`tokens` + `tags`) are refused: a cross-lingual pair needs two text fields, and
+a `src` view of another language's words does not align word for word with the record's, so a
+teacher's per-word outputs on it would fit no word (`refuse_tagging`). For target-language
+tagging data a teacher can label, translate the source records (`xlt translate`) instead.
 """
 
 from __future__ import annotations
@@ -14,9 +19,15 @@ from typing import Any
 from xlt import log
 from xlt.errors import InputError, UsageError
 from xlt.io import SkipReport, iter_located
-from xlt.records import Record, RecordError, check_id, check_lang, check_text, infer_fields
+from xlt.records import Record, RecordError, check_id, check_lang, check_text, infer_fields, is_tagging
 
 PASS_THROUGH_SKIP = ("id", "lang", "langs", "src", "label")
+
+
+def refuse_tagging(where: str) -> None:
+    """UsageError: `pair` does not take tagging records (`where`: FILE:LINE or the option)."""
+    raise UsageError(f"{where}: pair takes sentence records, not tagging records (tokens + tags): their words do "
+                     "not align across languages; use xlt translate for target-language tagging data")
 
 
 @dataclass
@@ -45,21 +56,28 @@ def load_parallel(
     on_error: str = "fail",
     skipped: SkipReport | None = None,
 ) -> ParallelData:
-    """Read parallel records (any number of files, each record with `id` and `lang`)."""
+    """Read parallel records (any number of files, each record with `id` and `lang`; tagging
+    records are refused, see the module doc)."""
+    if is_tagging(fields):
+        refuse_tagging("--fields tagging")
     data: ParallelData | None = None
     seen_ids: set[str] = set()
     chosen = fields
 
     def validate(rec: Record) -> None:
         nonlocal chosen
-        check_id(rec)
-        check_lang(rec)
         if chosen is None:
             chosen = infer_fields(rec)
+        if is_tagging(chosen):
+            return  # refused below, with the record's location, whatever --on-error says
+        check_id(rec)
+        check_lang(rec)
         check_text(rec, chosen)
 
     for where, rec in iter_located(sources, validate=validate, on_error=on_error, skipped=skipped):
         assert chosen is not None
+        if is_tagging(chosen):
+            refuse_tagging(where)
         if data is None:
             data = ParallelData(fields=chosen)
         rid, lang = str(rec["id"]), rec["lang"]

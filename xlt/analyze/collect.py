@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from xlt.errors import InputError, RecordError, UsageError, XltError
-from xlt.records import Record, check_id, check_lang, check_text, infer_fields, record_lang, src_view
+from xlt.records import Record, check_id, check_lang, check_text, infer_fields, is_tagging, record_lang, src_view
 from xlt.train.data import LabelSet, label_key
 
 
@@ -34,6 +34,9 @@ class AnalyzeInputCheck:
 
     def __call__(self, rec: Record) -> None:
         fields = self.fields or infer_fields(rec)
+        if is_tagging(fields):
+            raise UsageError("xlt analyze compares sentence representations of classifiers; tagging records "
+                             "(tokens + tags) are not supported")
         check_text(rec, fields)
         check_lang(rec)
         if rec.get("src") is not None:

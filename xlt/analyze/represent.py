@@ -39,8 +39,12 @@ def load(path: str, *, option: str, torch_needed: bool, device: str, batch_size:
             raise UsageError("--layer N or all reads the torch model's hidden states: use --engine torch or auto, "
                              "without --compute-type")
         engine = "torch"
-    return Classifier(path, option=option, device=device, batch_size=batch_size, max_length=max_length,
-                      engine=engine, compute_type=compute_type, exact=True, threads=threads)
+    clf = Classifier(path, option=option, device=device, batch_size=batch_size, max_length=max_length,
+                     engine=engine, compute_type=compute_type, exact=True, threads=threads)
+    if clf.tagging:
+        raise UsageError(f"{option} {path}: a tagger (token classifier); xlt analyze compares the sentence "
+                         "representations of classifiers")
+    return clf
 
 
 def num_layers(clf: Classifier) -> int:

@@ -35,7 +35,8 @@ def pair_cli(
     --src X-Y with pair modes: each pair also carries the X-Y pair of the same id as `src`.
 
     Ids missing in a language are reported and skipped. Ids whose labels differ are reported.
-    The whole input is held in memory; the output streams.
+    The whole input is held in memory; the output streams. Tagging records (tokens + tags) are
+    refused: their words do not align across languages (xlt translate makes target tagging data).
 
     Example: xlt pair --premise-lang en --hypothesis-lang hi dev.en.jsonl dev.hi.jsonl | head -1
     """

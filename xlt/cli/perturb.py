@@ -9,7 +9,7 @@ import typer
 from xlt.cli import common
 from xlt.errors import UsageError
 from xlt.io import parse_shard
-from xlt.records import parse_fields
+from xlt.records import is_tagging, parse_fields
 
 Method = Annotated[str, typer.Option("--method", help="synonym (RS-DA: synonym replacement), swap (RS-syntax: adjacent word swaps) or paraphrase (round-trip translation).")]
 
@@ -56,18 +56,25 @@ def perturb_cli(
     swapped with probability --p. Scripts without spaces (zh, ja, th, ...) use characters as words.
     paraphrase: each copy is a sampled translation into --via translated back with --model.
 
+    Tagging records (tokens + tags): swap moves whole words with their tags (and per-word teacher
+    outputs), synonym replaces words by one-word synonyms keeping each position's tag; copies
+    drop the sentence `text`, which no longer matches. paraphrase refuses them (exit 2).
+
     Example: xlt perturb --method synonym --copies 3 --synonyms en=counterfitted_neighbors.json mnli.en.jsonl | xlt teach - --model me5-small --out en-rs.ckpt
     """
     with common.stage("perturb", output=output, force=force, quiet=quiet, verbose=verbose) as run:
-        from xlt.augment.perturb import PerturbReport, log_report, perturb_records
+        from xlt.augment.perturb import PerturbReport, log_report, perturb_records, refuse_tagging
 
+        chosen = parse_fields(fields)
+        if is_tagging(chosen):
+            refuse_tagging(method, where="--fields tagging")  # before a model loads
         perturber = _method(method, synonyms=synonyms, max_rate=max_rate, keep_stopwords=keep_stopwords,
                             stopwords=stopwords, p=p, via=via, model=model, back_model=back_model,
                             sampling_topk=sampling_topk, temperature=temperature, beam_size=beam_size,
                             batch_size=batch_size, device=device, compute_type=compute_type, threads=threads, seed=seed)
         report = PerturbReport()
         records = perturb_records(
-            files, perturber, copies=copies, original=not no_original, seed=seed, fields=parse_fields(fields),
+            files, perturber, copies=copies, original=not no_original, seed=seed, fields=chosen,
             shard=parse_shard(shard), on_error=on_error, skipped=run.skipped, report=report,
         )
         run.write(records, output)

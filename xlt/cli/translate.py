@@ -47,6 +47,11 @@ def translate_cli(
     kept; records come out in input order, streaming (memory does not grow with the input).
     Texts longer than the model's limit are truncated (counted in a warning).
 
+    Tagging records (tokens + tags) lose their tags: the sentence (`text`, else the joined words)
+    is translated, `tokens` become the translation's words (a rough UD-like splitter; characters
+    for zh/ja/th), `tags` and `teacher` go, the original stays in `src`: unlabelled target text
+    for a tagger teacher to soft-label (FreeTransfer-X). A translation without words is left out.
+
     Examples:
 
       xlt translate -m Helsinki-NLP/opus-mt-en-fr --tgt fr ../shared/data/xnli/dev.en.jsonl > dev.fr-mt.jsonl

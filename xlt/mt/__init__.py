@@ -28,7 +28,8 @@ Stable API (other stages, e.g. perturb's paraphrase method, call these; options 
   num_hypotheses=1, sampling_topk=1, temperature=1.0, max_length=256, min_length=0,
   batch_tokens=2048, batch_size=64, read_ahead=1024, checker=None, report=None) -> Iterator[dict]`:
   record-level translation with the `src` view and `aug` marks (see its docstring); memory is
-  bounded by `read_ahead` records.
+  bounded by `read_ahead` records. Tagging records (`tokens` + `tags`) come out as unlabelled
+  target text: `text`, `tokens` by `xlt.tagging.words.split_words`, no `tags`, the original in `src`.
 
 Errors are `xlt.errors` types: `UsageError` (unknown language for the model, bad options, a
 directory that is not a model), `RecordError` (a record without text or source language).

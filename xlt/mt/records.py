@@ -4,6 +4,15 @@ Records are read `read_ahead` at a time; each chunk's texts are tokenized in one
 language, sorted by length into batches (bounded in tokens and in sentences) and handed to
 CTranslate2 asynchronously, and while it translates, the next chunk is read and tokenized. Results come back in
 input order. At most two chunks are in memory, whatever the input size.
+
+Tagging records (`tokens` + `tags`, `xlt.records.TAGGING`) cannot carry their tags through MT: the
+translation has other words in another order. Their sentence is translated (`text`, else the
+words joined by `xlt.tagging.words.join_words`), and the output record is unlabelled target
+text for a teacher to soft-label word by word (FreeTransfer-X's route, no label projection):
+`text` the translation, `tokens` its words by `xlt.tagging.words.split_words(text, tgt)`, `lang`
+the target, no `tags` and no `teacher` (per-word outputs of the source words fit no target
+word), and the original in `src` (`{"lang", "text", "tokens", "tags"}`, what it had of them).
+A translation with no words at all cannot be a tagging record: it is left out and counted.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from typing import Any
 from xlt.errors import UsageError
 from xlt.mt.translator import (DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TOKENS, DEFAULT_BEAM_SIZE, DEFAULT_MAX_LENGTH,
                                Decoding, Translator, pad_hypotheses)
-from xlt.records import Record, RecordError, check_text, infer_fields
+from xlt.records import Record, RecordError, check_text, infer_fields, is_tagging
 
 DEFAULT_READ_AHEAD = 1024
 
@@ -33,6 +42,7 @@ class TranslateReport:
     max_input_length: int = 0
     seconds: float = 0.0
     langs: dict[str, int] = field(default_factory=dict)  # source language -> texts
+    wordless: int = 0  # tagging translations without a word, left out
 
     def lines(self) -> list[str]:
         rate = f", {self.records / self.seconds:,.1f} records/s" if self.seconds > 0 and self.records else ""
@@ -42,9 +52,13 @@ class TranslateReport:
         return out
 
     def warnings(self) -> list[str]:
-        if not self.truncated:
-            return []
-        return [f"{self.truncated} text(s) longer than the model's limit of {self.max_input_length} tokens were truncated"]
+        out = []
+        if self.truncated:
+            out.append(f"{self.truncated} text(s) longer than the model's limit of {self.max_input_length} tokens were truncated")
+        if self.wordless:
+            out.append(f"{self.wordless} translation(s) of tagging records had no words: left out (a tagging record "
+                       "needs at least one word)")
+        return out
 
 
 class RecordChecker:
@@ -119,7 +133,8 @@ def translate_records(
     an existing `src` is replaced, `langs` moves into it). With `num_hypotheses` N > 1 (or
     sampling) each record gives N records marked `aug: {"method": "translate", "hypothesis": i}`
     (i = 0..N-1), consecutive. The source language is `src` or each record's `lang` (or `langs`
-    per field). Raises `RecordError` for a record that cannot be translated.
+    per field). Raises `RecordError` for a record that cannot be translated. Tagging records: see
+    the module doc (their tags stay in `src`; a translation without words is left out).
     """
     decoding = Decoding(beam_size, num_hypotheses, sampling_topk, temperature, max_length, min_length)
     decoding.check()
@@ -173,7 +188,7 @@ def _submit(chunk: list[Record], translator: Translator, checker: RecordChecker,
         rl = checker.source_langs(rec)
         rec_langs.append(rl)
         for f, lang in zip(checker.fields, rl):
-            texts.append(rec[f])
+            texts.append(tagging_source(rec) if is_tagging(checker.fields) else rec[f])
             langs.append(lang)
     tokens: list[list[str]] = [[] for _ in texts]
     by_lang: dict[str, list[int]] = {}
@@ -198,9 +213,20 @@ def _finish(chunk: _Chunk, translator: Translator, checker: RecordChecker, tgt: 
     fields = checker.fields
     assert fields is not None
     nf = len(fields)
+    tagging = is_tagging(fields)
     for j, (rec, rl) in enumerate(zip(chunk.records, chunk.langs)):
         report.records += 1
         for h in range(n):
+            if tagging:
+                out = tagging_translation(rec, strings[j * n + h], src=rl[0], tgt=tgt)
+                if out is None:
+                    report.wordless += 1
+                    continue
+                if mark:
+                    out["aug"] = {"method": "translate", "hypothesis": h}
+                report.written += 1
+                yield out
+                continue
             out = dict(rec)
             for k, f in enumerate(fields):
                 out[f] = strings[(j * nf + k) * n + h]
@@ -215,3 +241,35 @@ def _finish(chunk: _Chunk, translator: Translator, checker: RecordChecker, tgt: 
                 out["aug"] = {"method": "translate", "hypothesis": h}
             report.written += 1
             yield out
+
+
+def tagging_source(record: Record) -> str:
+    """The sentence of a tagging record to translate: its `text`, else its words joined."""
+    from xlt.tagging.words import join_words
+
+    text = record.get("text")
+    return text if isinstance(text, str) and text.strip() else join_words(record["tokens"])
+
+
+def tagging_translation(record: Record, translation: str, *, src: str, tgt: str) -> Record | None:
+    """The output record of a tagging record translated into `tgt` (see the module doc), in the
+    key order of the input with `text` before `tokens`; None when the translation has no words."""
+    from xlt.tagging.words import split_words
+
+    words = split_words(translation, tgt)
+    if not words:
+        return None
+    out: Record = {}
+    for key, value in record.items():
+        if key == "tokens":
+            out["text"] = translation
+            out["tokens"] = words
+        elif key in ("text", "tags", "teacher", "src", "langs"):
+            continue
+        else:
+            out[key] = value
+    out["lang"] = tgt
+    view: Record = {"lang": src}
+    view.update({k: record[k] for k in ("text", "tokens", "tags") if record.get(k) is not None})
+    out["src"] = view
+    return out
