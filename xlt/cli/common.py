@@ -64,7 +64,7 @@ Fields = Annotated[
     Optional[str],
     typer.Option(
         "--fields",
-        help="Text fields, e.g. `premise,hypothesis`, `text`, or a shape: nli, paraphrase, single. "
+        help="Text fields, e.g. `premise,hypothesis`, `text`, or a shape: nli, paraphrase, tagging, single. "
         "Default: inferred from the first record.",
     ),
 ]

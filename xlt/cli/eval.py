@@ -1,4 +1,5 @@
-"""`xlt eval`: accuracy per language, language matrices, intervals and paired tests."""
+"""`xlt eval`: accuracy per language (token accuracy and entity F1 for taggers), language matrices,
+intervals and paired tests."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from xlt.cli import common
 
 def eval_cli(
     files: common.Files = None,
-    model: Annotated[str, typer.Option("--model", help="Checkpoint dir (from teach/distill) or any sequence-classification model.")] = ...,
+    model: Annotated[str, typer.Option("--model", help="Checkpoint dir (from teach/distill), any sequence- or token-classification model, or a predictions file of eval.")] = ...,
     compare: Annotated[Optional[str], typer.Option("--compare", help="A second model B: paired bootstrap test of A vs B on the same records.")] = None,
     matrix: Annotated[bool, typer.Option("--matrix", help="Premise-language x hypothesis-language accuracy matrix (records from xlt pair --all).")] = False,
     plot: Annotated[Optional[str], typer.Option("--plot", help="With --matrix: write a heatmap PNG here.")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap samples for 95% intervals per language (and for --compare; default 1000 there).")] = 0,
-    predictions: Annotated[Optional[str], typer.Option("--predictions", help="Write each record with its predicted label and probabilities (JSONL) here.")] = None,
+    predictions: Annotated[Optional[str], typer.Option("--predictions", help="Write each record with its prediction (JSONL) here: `pred` {label, probs, labels, model}; for a tagger {tags, probs} one per word.")] = None,
     fields: common.Fields = None,
     batch_size: common.BatchSize = 64,
     max_length: Annotated[Optional[int], typer.Option("--max-length", min=8, help="Truncation (default: the checkpoint's).")] = None,
@@ -50,7 +51,14 @@ def eval_cli(
     checkpoint's training information (seed, steps, ...) for xlt report. --report-to tensorboard
     also logs the accuracy table as scalars (one per language, and the averages).
 
+    A tagger (a token classifier, e.g. from xlt teach on `tokens` + `tags` records) is scored on
+    tagging records: token accuracy per language, word-level macro-F1 over tags, and for a BIO /
+    IOB2 tag set entity precision / recall / F1 (exact spans, CoNLL-style, by seqeval); a per-tag
+    table; intervals and --compare tests resample sentences. Words past --max-length count as wrong
+    (with a warning); --matrix is for cross-lingual pairs only.
+
     Example: xlt pair --all dev.*.jsonl | xlt eval --model en.ckpt --matrix --plot matrix.png
+    Example: xlt eval --model pos.ckpt ud.*.jsonl --bootstrap 1000 -o pos.json
     """
     with common.stage("eval", output=output, outputs=[(predictions, "--predictions"), (plot, "--plot")], force=force,
                       quiet=quiet, verbose=verbose) as run:
@@ -68,7 +76,8 @@ def eval_cli(
         classifiers = load_classifiers(model, compare, device=device, batch_size=batch_size, max_length=max_length,
                                        engine=engine, compute_type=compute_type, threads=threads,
                                        rescore_margin=rescore_margin)
-        check = EvalInputCheck(classifiers[0].labels, parse_fields(fields) or classifiers[0].fields)
+        check = EvalInputCheck(classifiers[0].labels, parse_fields(fields) or classifiers[0].fields,
+                               tagging=classifiers[0].tagging, model=model)
         located = iter_located(files, validate=check, on_error=on_error, skipped=run.skipped)
         report = evaluate(located, classifiers, check=check, bootstrap=bootstrap, seed=seed, matrix=matrix,
                           predictions=run.text(predictions, what="--predictions") if predictions else None,

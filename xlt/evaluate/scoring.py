@@ -1,4 +1,8 @@
-"""`eval`: score classifiers on records per language, with intervals, paired tests and matrices."""
+"""`eval`: score classifiers on records per language, with intervals, paired tests and matrices.
+
+A tagger (`Classifier.tagging`) is scored on tagging records (`tokens` + `tags`): token accuracy
+per language, entity spans when its tag set is BIO / IOB2, a per-tag table, and intervals and
+paired tests that resample sentences (`build_tagging_report`, metrics in xlt.tagging.metrics)."""
 
 from __future__ import annotations
 
@@ -7,23 +11,31 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from xlt import __version__, log
-from xlt.errors import InputError, RecordError, XltError
+from xlt.errors import InputError, RecordError, UsageError, XltError
 from xlt.evaluate.metrics import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
 from xlt.evaluate.metrics import round_metric as _round
 from xlt.io import dumps
-from xlt.records import Record, check_text, field_langs, infer_fields, record_lang
+from xlt.records import Record, check_tags, check_text, check_words, field_langs, infer_fields, is_tagging, record_lang
+from xlt.tagging.metrics import UNCOVERED
+
+#: Why a tagger's eval has no language matrix.
+MATRIX_TAGGING = ("--matrix is the premise x hypothesis matrix of cross-lingual pairs (xlt pair --all); "
+                  "a tagger's records have one language each: drop --matrix")
 
 
 @dataclass
 class Scored:
-    """What is kept per record: languages, gold index (-1 without label), predictions per model."""
+    """What is kept per record: languages, gold index (-1 without label), predictions per model.
+    For a tagger (`tagging`) gold is a list of tag indices (None without tags) and a prediction a
+    list of tag indices, `xlt.tagging.metrics.UNCOVERED` for a word the model could not see."""
 
     langs: list[str] = field(default_factory=list)
     pair_langs: list[tuple[str, str]] = field(default_factory=list)
-    gold: list[int] = field(default_factory=list)
-    preds: list[list[int]] = field(default_factory=list)
+    gold: list[Any] = field(default_factory=list)
+    preds: list[list[Any]] = field(default_factory=list)
     unlabelled: int = 0
     unlabelled_by_lang: dict[str, int] = field(default_factory=dict)
+    tagging: bool = False
 
 
 def score_records(
@@ -37,6 +49,7 @@ def score_records(
 ) -> tuple[Scored, tuple[str, ...]]:
     """Run every classifier over the records (streamed in chunks) and keep what metrics need."""
     labels = classifiers[0].labels
+    tagging = bool(classifiers[0].tagging)
     # Each model's class index -> the first model's (models may order the same labels differently).
     perms = []
     for c in classifiers:
@@ -44,7 +57,7 @@ def score_records(
             raise InputError(f"--compare: the models have different labels ({labels.names} vs {c.labels.names})")
         perms.append([labels.index(v) for v in c.labels.values])
     chosen = fields or classifiers[0].fields
-    scored = Scored(preds=[[] for _ in classifiers])
+    scored = Scored(preds=[[] for _ in classifiers], tagging=tagging)
     buf: list[tuple[str, Record]] = []
 
     def flush() -> None:
@@ -52,42 +65,44 @@ def score_records(
         outs = [c.predict(texts) for c in classifiers]
         import numpy as np
 
-        from xlt.inference.types import softmax
-
         for c, out in zip(classifiers, outs):
-            finite = np.isfinite(out.logits).all(axis=-1)
+            finite = (np.array([np.isfinite(lg).all() for lg in out.logits], dtype=bool) if tagging
+                      else np.isfinite(out.logits).all(axis=-1))
             if not finite.all():
                 where = buf[int(np.argmin(finite))][0]
                 raise XltError(f"{c.path} produced non-finite outputs (NaN or Infinity) for {where}; "
                                "nothing is scored from a broken model")
 
+        gold_key = "tags" if tagging else "label"
         for i, (where, rec) in enumerate(buf):
             lang = record_lang(rec)
             scored.langs.append(lang)
             fl = field_langs(rec, chosen)
             scored.pair_langs.append((fl[0], fl[-1]))
-            if rec.get("label") is None:
-                scored.gold.append(-1)
+            if rec.get(gold_key) is None:
+                scored.gold.append(None if tagging else -1)
                 scored.unlabelled += 1
                 scored.unlabelled_by_lang[lang] = scored.unlabelled_by_lang.get(lang, 0) + 1
             else:
                 try:
-                    scored.gold.append(labels.index(rec["label"]))
+                    scored.gold.append([labels.index(t) for t in rec["tags"]] if tagging else labels.index(rec["label"]))
                 except RecordError as exc:
                     raise InputError(f"{where}: {exc}") from None
             for k, out in enumerate(outs):
-                scored.preds[k].append(perms[k][int(out.logits[i].argmax())])
+                if tagging:  # per word; a word without output (past max length) is UNCOVERED
+                    scored.preds[k].append([perms[k][int(j)] if seen else UNCOVERED
+                                            for j, seen in zip(out.logits[i].argmax(axis=-1), out.covered[i])])
+                else:
+                    scored.preds[k].append(perms[k][int(out.logits[i].argmax())])
         if predictions is not None:
-            probs = softmax(outs[0].logits)
             for i, (_, rec) in enumerate(buf):
-                p = probs[i]
                 rec_out = dict(rec)
-                rec_out["pred"] = {"label": labels.values[int(p.argmax())], "probs": [round(float(x), 6) for x in p],
-                                   "labels": labels.values, "model": classifiers[0].digest}
+                rec_out["pred"] = prediction(outs[0], i, labels=labels.values, model=classifiers[0].digest,
+                                             tagging=tagging)
                 predictions.write(dumps(rec_out) + "\n")
         buf.clear()
 
-    check = check or EvalInputCheck(labels, chosen)
+    check = check or EvalInputCheck(labels, chosen, tagging=tagging, model=classifiers[0].path)
     for where, rec in located:
         try:
             check(rec)  # a no-op for records the reader already validated with the same check
@@ -102,17 +117,64 @@ def score_records(
     return scored, chosen or ()
 
 
+def prediction(out: Any, i: int, *, labels: Sequence[Any], model: str, tagging: bool = False) -> dict[str, Any]:
+    """The `pred` that `--predictions` adds to record `i` of a chunk's outputs `out`: the label,
+    the probabilities in the order of `labels`, the labels and the model digest; for a tagger one
+    tag and one probability row per word (`tags`, `probs`), None for a word the model could not
+    see. Only finite numbers (softmax of finite logits, rounded)."""
+    from xlt.inference.types import softmax
+
+    if tagging:
+        probs = softmax(out.logits[i])
+        rows = [[round(float(x), 6) for x in p] if seen else None for p, seen in zip(probs, out.covered[i])]
+        tags = [labels[int(p.argmax())] if seen else None for p, seen in zip(probs, out.covered[i])]
+        return {"tags": tags, "probs": rows, "labels": list(labels), "model": model}
+    p = softmax(out.logits[i:i + 1])[0]
+    return {"label": labels[int(p.argmax())], "probs": [round(float(x), 6) for x in p], "labels": list(labels),
+            "model": model}
+
+
+def _shape_name(fields: Sequence[str]) -> str:
+    return "tagging (tokens + tags)" if is_tagging(fields) else "/".join(fields)
+
+
 class EvalInputCheck:
     """`validate` for the reader: a record's text fields and its label (when it has one) must fit
     the model, so `--on-error skip` skips such records like any other bad input. The text fields
-    are `fields`, else the model's, else inferred from the first good record."""
+    are `fields`, else the model's, else inferred from the first good record. For a tagger
+    (`tagging`) records are `tokens` and, when they have them, `tags` of the model's tag set.
+    Records of the other kind of task than the model's are a usage error, not skipped: the model
+    `model` cannot score any of them."""
 
-    def __init__(self, labels: Any, fields: tuple[str, ...] | None) -> None:
+    def __init__(self, labels: Any, fields: tuple[str, ...] | None, *, tagging: bool = False,
+                 model: str = "the model") -> None:
+        if fields is not None and is_tagging(fields) != tagging:
+            what = "a tagger: its records are tokens + tags (--fields tagging)" if tagging else \
+                "a sequence classifier: --fields tagging needs a tagger (xlt teach on tagging records trains one)"
+            raise UsageError(f"--fields {','.join(fields)}: --model {model} is {what}")
         self.labels = labels
         self.fields = fields
+        self.tagging = tagging
+        self.model = model
 
     def __call__(self, rec: Record) -> None:
+        if self.tagging:
+            if not isinstance(rec.get("tokens"), list):
+                try:
+                    other: tuple[str, ...] | None = infer_fields(rec)
+                except RecordError:
+                    other = None
+                if other is not None:
+                    raise UsageError(f"--model {self.model} is a tagger (tokens + tags records) and the input holds "
+                                     f"{_shape_name(other)} records: score them with a sequence classifier")
+            check_words(rec)
+            if rec.get("tags") is not None:
+                check_tags(rec, has=self.labels.has)
+            return
         fields = self.fields or infer_fields(rec)
+        if is_tagging(fields) or (isinstance(rec.get("tokens"), list) and not all(f in rec for f in fields)):
+            raise UsageError(f"--model {self.model} is a sequence classifier and the input holds tagging records "
+                             "(tokens + tags): score them with a tagger (xlt teach on tagging records trains one)")
         check_text(rec, fields)
         if rec.get("label") is not None:
             self.labels.index(rec["label"])
@@ -130,7 +192,13 @@ def build_report(
     signature: dict[str, Any],
 ) -> dict[str, Any]:
     """Per-language accuracy and macro-F1 with counts, averages (all and non-source), optional
-    bootstrap intervals, the premise x hypothesis matrix, and paired tests against model B."""
+    bootstrap intervals, the premise x hypothesis matrix, and paired tests against model B
+    (a tagger's scores: `build_tagging_report`)."""
+    if scored.tagging:
+        if matrix:
+            raise UsageError(MATRIX_TAGGING)
+        return build_tagging_report(scored, labels=labels, source_langs=source_langs, bootstrap=bootstrap, seed=seed,
+                                    signature=signature)
     n_classes = len(labels)
     rows_by_lang: dict[str, list[int]] = {}
     for i, (lang, g) in enumerate(zip(scored.langs, scored.gold)):
@@ -197,6 +265,145 @@ def build_report(
     return report
 
 
+def build_tagging_report(
+    scored: Scored,
+    *,
+    labels: Any,
+    source_langs: Sequence[str],
+    bootstrap: int = 0,
+    seed: int = 0,
+    signature: dict[str, Any],
+) -> dict[str, Any]:
+    """A tagger's report, shaped like `build_report`'s: per language token accuracy (`n` words,
+    `sentences`), word-level macro-F1 over tags, with a BIO / IOB2 tag set entity span precision /
+    recall / F1 (`entity`); averages over languages; `overall` (micro, with entity scores per type)
+    and the per-tag table `tags`. Intervals and paired tests resample sentences (token accuracy as
+    correct words / words, entity F1 as 2 x correct / (predicted + gold spans) of the sentences
+    drawn). Uncovered words (past the max length) are wrong; `uncovered` counts them."""
+    from xlt.tagging.metrics import SentenceCounts, entity_report, is_bio, sentence_counts, tag_table
+
+    names = labels.names
+    entities = is_bio(labels.values)
+    samples = bootstrap or 1000
+    rows_by_lang: dict[str, list[int]] = {}
+    for i, (lang, g) in enumerate(zip(scored.langs, scored.gold)):
+        if g is not None:
+            rows_by_lang.setdefault(lang, []).append(i)
+    labelled = [i for i, g in enumerate(scored.gold) if g is not None]
+    gold = scored.gold
+    pa = scored.preds[0]
+
+    def counts(rows: Sequence[int], preds: Sequence[Any]) -> SentenceCounts:
+        return sentence_counts([gold[i] for i in rows], [preds[i] for i in rows], names, entities=entities)
+
+    def flat(values: Sequence[Any], rows: Sequence[int]) -> list[int]:
+        return [t for i in rows for t in values[i]]
+
+    def entity_entry(c: SentenceCounts) -> dict[str, Any]:
+        assert c.spans is not None
+        out: dict[str, Any] = {k: _round(v) for k, v in c.spans.scores().items()}
+        if bootstrap:
+            num, den = c.f1_units()
+            lo, hi = bootstrap_ci(num, totals=den, samples=bootstrap, seed=seed)
+            out["ci95"] = [_round(lo), _round(hi)]
+        return out
+
+    by_lang: dict[str, SentenceCounts] = {}
+    langs_out: dict[str, Any] = {}
+    for lang, rows in rows_by_lang.items():
+        c = by_lang[lang] = counts(rows, pa)
+        entry: dict[str, Any] = {"n": int(c.words.sum()), "sentences": len(rows), "accuracy": _round(c.accuracy()),
+                                 "macro_f1": _round(macro_f1(flat(gold, rows), flat(pa, rows), len(labels)))}
+        if bootstrap:
+            lo, hi = bootstrap_ci(c.correct, totals=c.words, samples=bootstrap, seed=seed)
+            entry["ci95"] = [_round(lo), _round(hi)]
+        if entities:
+            entry["entity"] = entity_entry(c)
+        uncovered = sum(p.count(UNCOVERED) for p in (pa[i] for i in rows))
+        if uncovered:
+            entry["uncovered"] = uncovered
+        if scored.unlabelled_by_lang.get(lang):
+            entry["unlabelled"] = scored.unlabelled_by_lang[lang]
+        langs_out[lang] = entry
+
+    def mean(values: list[Any]) -> float | None:
+        values = [v for v in values if v is not None]
+        return _round(sum(values) / len(values)) if values else None
+
+    def average(keys: list[str]) -> dict[str, Any] | None:
+        if not keys:
+            return None
+        out = {"languages": len(keys), "n": sum(langs_out[k]["n"] for k in keys),
+               "sentences": sum(langs_out[k]["sentences"] for k in keys),
+               "accuracy": mean([langs_out[k]["accuracy"] for k in keys]),
+               "macro_f1": mean([langs_out[k]["macro_f1"] for k in keys])}
+        if entities:
+            out["entity"] = {m: mean([langs_out[k]["entity"][m] for k in keys]) for m in ("precision", "recall", "f1")}
+        return out
+
+    all_langs = list(langs_out)
+    non_source = [k for k in all_langs if k not in set(source_langs)]
+    overall_counts = counts(labelled, pa)
+    overall: dict[str, Any] = {"n": int(overall_counts.words.sum()), "sentences": len(labelled),
+                               "accuracy": _round(overall_counts.accuracy())}
+    if entities:
+        assert overall_counts.spans is not None
+        spans = entity_report(overall_counts.spans)
+        overall["entity"] = {"precision": _round(spans["precision"]), "recall": _round(spans["recall"]),
+                             "f1": _round(spans["f1"]),
+                             "types": {t: {**{k: _round(v[k]) for k in ("precision", "recall", "f1")},
+                                           "support": v["support"]} for t, v in spans["types"].items()}}
+    table = tag_table([gold[i] for i in labelled], [pa[i] for i in labelled], names)
+    report: dict[str, Any] = {
+        "signature": signature,
+        "task": "tagging",
+        "scheme": "BIO" if entities else None,
+        "languages": langs_out,
+        "average": average(all_langs),
+        "average_non_source": average(non_source) if source_langs else None,
+        "source_languages": list(source_langs),
+        "overall": overall,
+        "tags": {t: {**{k: _round(v[k]) for k in ("precision", "recall", "f1")}, "support": v["support"]}
+                 for t, v in table.items()},
+        "unlabelled": scored.unlabelled,
+        "uncovered": sum(langs_out[k].get("uncovered", 0) for k in all_langs),
+    }
+    if len(scored.preds) > 1:
+        pb = scored.preds[1]
+
+        def test(ca: SentenceCounts, cb: SentenceCounts, groups: Sequence[str] | None = None) -> dict[str, Any]:
+            t = paired_bootstrap(ca.correct, cb.correct, totals=ca.words, samples=samples, seed=seed, groups=groups)
+            out = {"delta": _round(t["delta"]), "ci95": [_round(x) for x in t["ci95"]], "p_value": _round(t["p_value"])}
+            if entities:
+                (na, da), (nb, db) = ca.f1_units(), cb.f1_units()
+                e = paired_bootstrap(na, nb, totals=da, totals_b=db, samples=samples, seed=seed, groups=groups)
+                out["entity_f1"] = {"delta": _round(e["delta"]), "ci95": [_round(x) for x in e["ci95"]],
+                                    "p_value": _round(e["p_value"])}
+            return out
+
+        comp: dict[str, Any] = {"languages": {}}
+        for lang, rows in rows_by_lang.items():
+            ca, cb = by_lang[lang], counts(rows, pb)
+            t = test(ca, cb)
+            cell = {"accuracy_a": _round(ca.accuracy()), "accuracy_b": _round(cb.accuracy()), **t}
+            if entities:
+                assert ca.spans is not None and cb.spans is not None
+                cell["entity_f1"] = {"f1_a": _round(ca.spans.scores()["f1"]), "f1_b": _round(cb.spans.scores()["f1"]),
+                                     **t["entity_f1"]}
+            comp["languages"][lang] = cell
+
+        def grouped(keys: Sequence[str]) -> dict[str, Any]:
+            rows = [i for k in keys for i in rows_by_lang[k]]
+            return test(counts(rows, pa), counts(rows, pb), groups=[scored.langs[i] for i in rows])
+
+        comp["average"] = grouped(all_langs)
+        if source_langs and non_source:
+            comp["average_non_source"] = grouped(non_source)
+        comp["samples"] = samples
+        report["compare"] = comp
+    return report
+
+
 def build_matrix(scored: Scored) -> dict[str, Any]:
     """Accuracy per (premise language, hypothesis language), languages in first-seen order."""
     order: list[str] = []
@@ -256,6 +463,9 @@ def print_tables(report: dict[str, Any]) -> None:
 
     if log.state.quiet:
         return
+    if report.get("task") == "tagging":
+        print_tagging_tables(report)
+        return
     compare = report.get("compare") or {}
     comp = compare.get("languages", {})
     has_ci = any("ci95" in v for v in report["languages"].values())
@@ -264,25 +474,22 @@ def print_tables(report: dict[str, Any]) -> None:
     for col in cols:
         t.add_column(col, justify="left" if col == "language" else "right")
 
-    def pct(x: Any) -> str:
-        return "-" if x is None else f"{100 * x:.2f}"
-
     def cmp_cells(c: dict[str, Any] | None, with_b: bool) -> list[str]:
         if not comp:
             return []
         if not c:
             return ["", "", ""]
-        return [pct(c.get("accuracy_b")) if with_b else "", f"{100 * c['delta']:+.2f}", f"{c['p_value']:.3f}"]
+        return [_pct(c.get("accuracy_b")) if with_b else "", f"{100 * c['delta']:+.2f}", f"{c['p_value']:.3f}"]
 
     for lang, v in report["languages"].items():
-        row = [lang, str(v["n"]), pct(v["accuracy"]), pct(v["macro_f1"])]
+        row = [lang, str(v["n"]), _pct(v["accuracy"]), _pct(v["macro_f1"])]
         if has_ci:
-            row.append(f"{pct(v['ci95'][0])}-{pct(v['ci95'][1])}")
+            row.append(f"{_pct(v['ci95'][0])}-{_pct(v['ci95'][1])}")
         t.add_row(*row, *cmp_cells(comp.get(lang), True))
     for key, name in (("average", "average"), ("average_non_source", "avg non-source")):
         v = report.get(key)
         if v:
-            row = [name, str(v["n"]), pct(v["accuracy"]), pct(v["macro_f1"])] + ([""] if has_ci else [])
+            row = [name, str(v["n"]), _pct(v["accuracy"]), _pct(v["macro_f1"])] + ([""] if has_ci else [])
             t.add_row(*row, *cmp_cells(compare.get(key), False), style="bold")
     log.console().print(t)
     m = report.get("matrix")
@@ -292,10 +499,78 @@ def print_tables(report: dict[str, Any]) -> None:
         for h in m["hypothesis_langs"]:
             mt.add_column(h, justify="right")
         for p, row in zip(m["premise_langs"], m["accuracy"]):
-            mt.add_row(p, *[pct(x) for x in row])
+            mt.add_row(p, *[_pct(x) for x in row])
         log.console().print(mt)
     if report.get("unlabelled"):
         log.warn(f"{report['unlabelled']} record(s) without a label were predicted but not scored")
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def print_tagging_tables(report: dict[str, Any]) -> None:
+    """A tagger's tables on stderr: token accuracy (and entity F1 with a BIO tag set) per language,
+    then precision / recall / F1 / support per tag (and per entity type)."""
+    from rich.table import Table
+
+    compare = report.get("compare") or {}
+    comp = compare.get("languages", {})
+    bio = report.get("scheme") == "BIO"
+    has_ci = any("ci95" in v for v in report["languages"].values())
+    cols = (["language", "sentences", "words", "accuracy"] + (["95% CI"] if has_ci else []) + (["entity F1"] if bio else [])
+            + (["B acc", "A-B", "p"] if comp else []) + (["A-B F1", "p F1"] if comp and bio else []))
+    t = Table(title=f"xlt eval {report['signature'].get('model', '')} (tagging: token accuracy)", title_justify="left")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "language" else "right")
+
+    def cmp_cells(c: dict[str, Any] | None, with_b: bool) -> list[str]:
+        if not comp:
+            return []
+        n = 5 if bio else 3
+        if not c:
+            return [""] * n
+        out = [_pct(c.get("accuracy_b")) if with_b else "", _signed(c["delta"]), _p(c["p_value"])]
+        if bio:
+            e = c.get("entity_f1") or {}
+            out += [_signed(e.get("delta")), _p(e.get("p_value"))]
+        return out
+
+    for lang, v in report["languages"].items():
+        row = [lang, str(v["sentences"]), str(v["n"]), _pct(v["accuracy"])]
+        if has_ci:
+            row.append(f"{_pct(v['ci95'][0])}-{_pct(v['ci95'][1])}")
+        if bio:
+            row.append(_pct(v["entity"]["f1"]))
+        t.add_row(*row, *cmp_cells(comp.get(lang), True))
+    for key, name in (("average", "average"), ("average_non_source", "avg non-source")):
+        v = report.get(key)
+        if v:
+            row = [name, str(v["sentences"]), str(v["n"]), _pct(v["accuracy"])] + ([""] if has_ci else [])
+            if bio:
+                row.append(_pct(v["entity"]["f1"]))
+            t.add_row(*row, *cmp_cells(compare.get(key), False), style="bold")
+    log.console().print(t)
+    tables = [("tag", report.get("tags") or {})]
+    if bio:
+        tables.append(("entity type", report["overall"]["entity"].get("types") or {}))
+    for name, rows in tables:
+        tt = Table(title=f"per {name}, all languages", title_justify="left")
+        for col in (name, "precision", "recall", "F1", "support"):
+            tt.add_column(col, justify="left" if col == name else "right")
+        for tag, v in rows.items():
+            tt.add_row(str(tag), _pct(v["precision"]), _pct(v["recall"]), _pct(v["f1"]), str(v["support"]))
+        log.console().print(tt)
+    if report.get("unlabelled"):
+        log.warn(f"{report['unlabelled']} record(s) without tags were predicted but not scored")
+
+
+def _signed(x: Any) -> str:
+    return "" if x is None else f"{100 * x:+.2f}"
+
+
+def _p(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Sequence[str], bootstrap: int,
@@ -310,6 +585,8 @@ def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Seque
         return getattr(c, "engine_name", "torch")
 
     def training(c: Any) -> dict[str, Any] | None:
+        if getattr(c, "engine", None) == "predictions":  # its manifest only says what the file holds
+            return None
         return manifest_training_info(getattr(c, "manifest", None) or {})
 
     sig: dict[str, Any] = {"xlt": __version__, "model": classifiers[0].path, "model_digest": classifiers[0].digest,
@@ -333,7 +610,26 @@ def load_classifiers(model: str, compare: str | None = None, **run: Any) -> list
     classifiers = [load_classifier(model, **run)]
     if compare:
         classifiers.append(load_classifier(compare, option="--compare", **run))
+        a, b = classifiers
+        if bool(a.tagging) != bool(b.tagging):
+            def kind(c: Any) -> str:
+                return "a tagger" if c.tagging else "a sequence classifier"
+
+            raise UsageError(f"--model {model} is {kind(a)} and --compare {compare} {kind(b)}: "
+                             "a paired test needs two models of the same task")
     return classifiers
+
+
+def _warn_uncovered(scored: Scored, classifiers: Sequence[Any]) -> None:
+    """Say how many words each model could not see (no subword within its max length): they are
+    scored as wrong."""
+    words = sum(len(p) for p in scored.preds[0])
+    for clf, preds in zip(classifiers, scored.preds):
+        lost = sum(p.count(UNCOVERED) for p in preds)
+        if lost:
+            limit = getattr(clf, "max_length", None)
+            log.warn(f"{clf.path}: {lost} of {words} words got no subword within the max length"
+                     f"{f' ({limit})' if limit else ''} and count as wrong; raise --max-length to score them")
 
 
 def evaluate(
@@ -353,6 +649,8 @@ def evaluate(
     the digests of the data it read. Each record with its predictions goes to `predictions`."""
     from xlt.train.data import DigestingSource
 
+    if matrix and classifiers[0].tagging:
+        raise UsageError(MATRIX_TAGGING)
     digests = DigestingSource()
 
     def digesting() -> Iterable[tuple[str, Record]]:
@@ -367,6 +665,8 @@ def evaluate(
             log.info(f"{clf.path}: {note}")
     if not scored.langs:
         raise InputError(f"{source_name}: no records" + (" left after skipping bad ones" if skipped and skipped.count else ""))
+    if scored.tagging:
+        _warn_uncovered(scored, classifiers)
     sig = signature(classifiers, data=digests.digests(), fields=chosen, bootstrap=bootstrap, seed=seed)
     report = build_report(scored, labels=classifiers[0].labels, source_langs=classifiers[0].source_langs,
                           bootstrap=bootstrap, seed=seed, matrix=matrix, signature=sig)
