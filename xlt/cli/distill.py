@@ -62,6 +62,9 @@ def distill_cli(
 
     Teacher outputs come from the records' `teacher` key (xlt soft-label) or from --teacher.
     Reads all of its input (training). Same checkpoints, dev selection, --resume and DDP as teach.
+    Tagging records (`tokens`) distil word by word: per-word teacher outputs (a tagger's), a token
+    classification student read at the first subword of each word, every term per word
+    (--min-confidence keeps or drops each word; the pseudo-label counts are per language and tag).
 
     Example: xlt pair --src en xnli/dev.*.jsonl | xlt soft-label --teacher en.ckpt | xlt distill --student me5-small --objective kd --out st.ckpt -
     """

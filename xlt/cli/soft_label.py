@@ -11,10 +11,10 @@ from xlt.cli import common
 
 def soft_label_cli(
     files: common.Files = None,
-    teacher: Annotated[str, typer.Option("--teacher", help="Teacher checkpoint (from xlt teach) or any sequence-classification model.")] = ...,
+    teacher: Annotated[str, typer.Option("--teacher", help="Teacher checkpoint (from xlt teach) or any sequence-classification model; a tagger (token classifier) for tagging records.")] = ...,
     view: Annotated[str, typer.Option("--view", help="Which text the teacher reads: auto (the `src` view when present, else the record), src, self.")] = "auto",
     temperature: Annotated[float, typer.Option("--temperature", parser=common.finite, help="Softmax temperature of the stored probabilities (logits are stored too).")] = 1.0,
-    hidden: Annotated[bool, typer.Option("--hidden", help="Also store the teacher's final first-token ([CLS]) hidden vector (for distill's hidden-kl).")] = False,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Also store the teacher's final first-token ([CLS]) hidden vector (for distill's hidden-kl); a tagger's per word.")] = False,
     fields: common.Fields = None,
     batch_size: common.BatchSize = 64,
     max_length: Annotated[int | None, typer.Option("--max-length", min=8, help="Truncation (default: the teacher's).")] = None,
@@ -35,6 +35,9 @@ def soft_label_cli(
     "temperature", "model"}` (1:1, streaming, input order kept).
 
     The teacher reads each record's `src` view when present (its language), else the record.
+    Tagging records (`tokens`) with a tagger teacher get one row of logits/probs (/hidden) per
+    word, at the word's first subword: a `src` view must have as many words as `tokens`, and the
+    teacher must see every word (records that break this are bad input, --on-error skip skips them).
     With --engine auto (default) BERT/XLM-R/RoBERTa/DistilBERT teachers run on CTranslate2 (int8 on
     CPU, near-ties re-scored in float32, --rescore-margin; float16 on GPU), converted once into the
     xlt cache; other models run in torch. int8 trades exactness for speed: ~98.8 % argmax agreement
@@ -54,7 +57,7 @@ def soft_label_cli(
         ViewCheck(view, chosen)  # a bad --view fails before the teacher loads
         clf = Classifier(teacher, device=device, batch_size=batch_size, max_length=max_length, option="--teacher",
                          engine=engine, compute_type=compute_type, threads=threads, rescore_margin=rescore_margin)
-        check = ViewCheck(view, chosen or clf.fields)
+        check = ViewCheck(view, chosen, teacher=clf)
         located = take_shard(iter_located(files, validate=check, on_error=on_error, skipped=run.skipped), shard_spec)
         records = soft_label(log.track(located, description="soft-label"), clf, which=view,
                              fields=chosen, temperature=temperature, hidden=hidden, check=check)

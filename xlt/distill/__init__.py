@@ -8,7 +8,8 @@ report live in torch-free modules. Training code imports the pieces it needs fro
   `CombinedObjective` with its input contract `DistillBatch`
 - `xlt.distill.report`: `PseudoLabelReport`, streaming kept/seen counts per language and class
 - `xlt.distill.students`: `XltSmallConfig` / `XltSmallForSequenceClassification` (transformer,
-  bilstm, cnn), registered with the transformers Auto classes on import
+  bilstm, cnn) and `XltSmallForTokenClassification` (the same as taggers), registered with the
+  transformers Auto classes on import
 - `xlt.distill.bpe`: `train_bpe_tokenizer`, a byte-level BPE vocabulary learned from text
 - `xlt.distill.run`: `distill`: resolve the teacher signals, build the student, then the run every
   training command shares (`xlt.train.run`)

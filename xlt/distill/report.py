@@ -1,4 +1,5 @@
-"""End-of-run report of pseudo-labelling: examples seen and kept, per language and pseudo-class.
+"""End-of-run report of pseudo-labelling: examples seen and kept, per language and pseudo-class
+(for taggers: words seen and kept, per language and pseudo-tag).
 
 Torch-free and streaming: `update` takes one batch at a time (tensors or lists), so the report
 never holds more than its counters. `merge` combines the reports of data-parallel ranks.
@@ -20,16 +21,19 @@ class PseudoLabelReport:
     """Counts of seen and kept examples per language, and of kept examples per (language, class).
 
     `labels`: class names by id (for `to_dict`/`rows`); without it classes are shown as ids.
+    `unit`: what is counted, "examples" or "words" (tagging: one pseudo-label per word; `to_dict`
+    then says so).
     """
 
-    def __init__(self, labels: Sequence[str] | None = None) -> None:
+    def __init__(self, labels: Sequence[str] | None = None, *, unit: str = "examples") -> None:
         self.labels = list(labels) if labels is not None else None
+        self.unit = unit
         self.seen: dict[str, int] = {}
         self.kept: dict[str, int] = {}
         self.kept_by_class: dict[str, dict[int, int]] = {}
 
     def update(self, langs: Sequence[str], pseudo_labels: Any, keep: Any) -> None:
-        """Add one batch: per example its language, the teacher's argmax class and whether it was kept."""
+        """Add one batch: per example (or word) its language, the teacher's argmax class and whether it was kept."""
         langs, ys, ks = list(langs), _as_list(pseudo_labels), _as_list(keep)
         if not len(langs) == len(ys) == len(ks):
             raise ValueError(f"PseudoLabelReport.update: {len(langs)} languages, {len(ys)} labels, {len(ks)} keep flags")
@@ -66,13 +70,17 @@ class PseudoLabelReport:
         return str(y)
 
     def to_dict(self) -> dict[str, Any]:
-        """{"seen", "kept", "langs": {lang: {"seen", "kept", "kept_by_class": {class: n}}}} for the manifest."""
+        """{"seen", "kept", "langs": {lang: {"seen", "kept", "kept_by_class": {class: n}}}} for the manifest
+        (plus "unit": "words" when the counts are of words)."""
         langs = {}
         for lang in sorted(self.seen):
             by = self.kept_by_class.get(lang, {})
             langs[lang] = {"seen": self.seen[lang], "kept": self.kept.get(lang, 0),
                            "kept_by_class": {self._name(y): by[y] for y in sorted(by)}}
-        return {"seen": self.total_seen, "kept": self.total_kept, "langs": langs}
+        out: dict[str, Any] = {"seen": self.total_seen, "kept": self.total_kept, "langs": langs}
+        if self.unit != "examples":
+            out["unit"] = self.unit
+        return out
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per language plus "all": lang, seen, kept, kept_pct and a count per class."""

@@ -7,6 +7,12 @@ eval mode gives the same outputs at every step, so its outputs are computed once
 view). distill is: resolve the teacher signals, build the student, and the run every training
 command shares (xlt.train.run): the same loop, checkpoint format, dev selection, resume and DDP as
 `teach`.
+
+Tagging records (`tokens`) distil word by word (FreeTransfer-X's word-level KD): the teacher's
+outputs are per word (a tagger's, at each word's first subword), the student is a token
+classifier read at the first subword of each of its own words, and every objective term is the
+classification term applied to the covered words of the batch, flattened (`kd` is the mean KL
+per word, `pseudo` keeps or drops each word, `hidden-kl` compares word vectors).
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xlt import log
-from xlt.distill.softlabel import TeacherCheck, teacher_base
+from xlt.distill.softlabel import TeacherCheck, ViewCheck, teacher_base
 from xlt.errors import InputError, UsageError, XltError
-from xlt.records import record_lang
+from xlt.records import is_tagging, record_lang
 from xlt.train.data import Corpus, LabelSet
 from xlt.train.loop import Objective, TrainResult
 from xlt.train.run import BuiltModel, RunOptions, gold_labels, load_base_classifier, log_corpus, model_loss, run_training
@@ -42,18 +48,29 @@ class TeacherSignals:
 
 def _teacher_tensors(corpus: Corpus, labels: LabelSet, *, kind: str, need_hidden: bool) -> dict[str, Any]:
     """Stored teacher outputs as tensors in the student's label order (every record was checked
-    by `TeacherCheck` while reading: same label names, `kind` values, finite numbers)."""
+    by `TeacherCheck` while reading: same label names, `kind` values, finite numbers); for tagging
+    [N, W, C] (and [N, W, H]) padded with zeros past each record's words."""
     import torch
 
+    tagging = is_tagging(corpus.fields)
+    out: dict[str, Any]
     rows, hidden = [], []
     for ex in corpus.examples:
         t = ex.extra["teacher"]
         names = [str(x) for x in t["labels"]]
+        order = [names.index(n) for n in labels.names]
         values = t[kind]
-        rows.append([float(values[names.index(n)]) for n in labels.names])
+        rows.append([[float(w[j]) for j in order] for w in values] if tagging else [float(values[j]) for j in order])
         if need_hidden:
             hidden.append(t["hidden"])
-    out: dict[str, Any] = {f"teacher_{kind}": torch.tensor(rows, dtype=torch.float32)}
+    if tagging:
+        from xlt.tagging.model import pad_words
+
+        out = {f"teacher_{kind}": pad_words(rows, fill=0.0, dtype=torch.float32)}
+        if need_hidden:
+            out["teacher_hidden"] = pad_words(hidden, fill=0.0, dtype=torch.float32)
+        return out
+    out = {f"teacher_{kind}": torch.tensor(rows, dtype=torch.float32)}
     if need_hidden:
         out["teacher_hidden"] = torch.tensor(hidden, dtype=torch.float32)
     return out
@@ -71,16 +88,21 @@ def _stored_teacher(corpus: Corpus, check: TeacherCheck, *, labels: LabelSet | N
                           check.model, base=check.base)
 
 
-def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bool, device: str,
-                    batch_size: int, labels: LabelSet | None) -> TeacherSignals:
-    """Run a frozen teacher once over every example's `src` view (or the example itself)."""
+def _online_teacher(corpus: Corpus, clf: Any, *, which: str, need_hidden: bool,
+                    labels: LabelSet | None) -> TeacherSignals:
+    """Run a frozen teacher (a loaded `Classifier`) once over every example's `src` view (or the
+    example itself); a tagger per word (the reader's `ViewCheck` made sure it sees every word)."""
+    import numpy as np
     import torch
 
-    from xlt.inference.classifier import Classifier
     from xlt.records import RecordError, view
 
-    clf = Classifier(teacher, device=device, batch_size=batch_size, option="--teacher")
     fields = corpus.fields
+    tagging = is_tagging(fields)
+    if tagging != bool(clf.tagging):
+        raise UsageError(f"--teacher {clf.path} is {'a tagger' if clf.tagging else 'a sequence classifier'} and the "
+                         f"records are {'tagging records (tokens)' if tagging else 'not tagging records'}: "
+                         f"use {'a tagger' if tagging else 'a sequence-classification'} teacher")
     texts = []
     for ex in corpus.examples:
         rec = {**dict(zip(fields, ex.texts)), **ex.extra}
@@ -89,23 +111,31 @@ def _online_teacher(corpus: Corpus, teacher: str, *, which: str, need_hidden: bo
         except RecordError as exc:
             raise InputError(f"record {ex.index + 1}: {exc}") from None
         texts.append(tuple(v[f] for f in fields))
-    log.info(f"running the teacher {teacher} on {len(texts)} {'source views' if which != 'self' else 'records'}")
+    log.info(f"running the teacher {clf.path} on {len(texts)} {'source views' if which != 'self' else 'records'}")
     out = clf.predict(texts, hidden=need_hidden)
-    import numpy as np
-
-    finite = np.isfinite(out.logits).all(axis=-1)
-    if need_hidden:
-        finite &= np.isfinite(out.hidden).all(axis=-1)
+    if tagging and out.uncovered():  # refused while reading (ViewCheck); a tokenizer-less engine gets here
+        raise InputError(f"--teacher {clf.path} saw no subword of {out.uncovered()} word(s) (past its max length "
+                         f"{clf.max_length}): per-word teacher outputs need every word")
+    # per record: logits [C] (or [W, C] per word), the same rows of hidden vectors
+    finite = np.array([np.isfinite(out.logits[i]).all() and (not need_hidden or np.isfinite(out.hidden[i]).all())
+                       for i in range(len(texts))], dtype=bool)
     if not finite.all():
-        raise XltError(f"--teacher {teacher} produced non-finite outputs (NaN or Infinity) for "
+        raise XltError(f"--teacher {clf.path} produced non-finite outputs (NaN or Infinity) for "
                        f"{int((~finite).sum())} of {len(texts)} records; refusing to train on them")
     tl = labels or clf.labels
     if sorted(tl.names) != sorted(clf.labels.names):
         raise UsageError(f"--labels {tl.names} differ from the teacher's {clf.labels.names}")
     order = [clf.labels.names.index(n) for n in tl.names]
-    tensors = {"teacher_logits": torch.tensor(out.logits[:, order], dtype=torch.float32)}
-    if need_hidden:
-        tensors["teacher_hidden"] = torch.tensor(out.hidden, dtype=torch.float32)
+    if tagging:
+        from xlt.tagging.model import pad_words
+
+        tensors = {"teacher_logits": pad_words([lg[:, order] for lg in out.logits], fill=0.0, dtype=torch.float32)}
+        if need_hidden:
+            tensors["teacher_hidden"] = pad_words(out.hidden, fill=0.0, dtype=torch.float32)
+    else:
+        tensors = {"teacher_logits": torch.tensor(out.logits[:, order], dtype=torch.float32)}
+        if need_hidden:
+            tensors["teacher_hidden"] = torch.tensor(out.hidden, dtype=torch.float32)
     return TeacherSignals(tensors, tl, clf.digest, clf.source_langs, teacher_base(clf))
 
 
@@ -115,12 +145,19 @@ def _read_with_signals(files: Sequence[str] | None, run: RunOptions, needs: Coll
     what they carry; without either, only the teacher's base encoder recorded in them."""
     need_hidden = "student_hidden" in needs
     need_teacher = bool(set(needs) & {"teacher", "teacher_logits", "teacher_hidden"})
-    stored = TeacherCheck(run.labels, need_hidden=need_hidden) if need_teacher and teacher is None else None
-    corpus = run.read(files, need_label=False, extra_keys=("teacher", "src", "langs"), allow_one_label=True,
-                      check=stored)
+    stored = TeacherCheck(run.labels, need_hidden=need_hidden, fields=run.fields) if need_teacher and teacher is None else None
+    clf = None
+    check: Any = stored
     if need_teacher and teacher is not None:
-        return corpus, _online_teacher(corpus, teacher, which=teacher_view, need_hidden=need_hidden,
-                                       device=run.cfg.device, batch_size=64, labels=run.labels)
+        from xlt.inference.classifier import Classifier
+
+        clf = Classifier(teacher, device=run.cfg.device, batch_size=64, option="--teacher")
+        if clf.tagging:  # the views it reads are checked while reading: FILE:LINE, --on-error skip
+            check = ViewCheck(teacher_view, run.fields, teacher=clf)
+    corpus = run.read(files, need_label=False, extra_keys=("teacher", "src", "langs"), allow_one_label=True,
+                      check=check)
+    if clf is not None:
+        return corpus, _online_teacher(corpus, clf, which=teacher_view, need_hidden=need_hidden, labels=run.labels)
     if stored is not None:
         return corpus, _stored_teacher(corpus, stored, labels=run.labels, need_hidden=need_hidden,
                                        need_logits="teacher_logits" in needs, objective=objective)
@@ -156,11 +193,13 @@ def _build_small_student(arch: str, corpus: Corpus, labels: LabelSet, *, vocab_s
     from xlt.distill.bpe import train_bpe_tokenizer
     from xlt.distill.students import build_student
 
-    texts = (t for ex in corpus.examples for t in ex.texts)
+    tagging = is_tagging(corpus.fields)
+    # a tagging example's one text is its list of words: the vocabulary learns from the sentence
+    texts = (" ".join(t) if tagging else t for ex in corpus.examples for t in ex.texts)
     tokenizer = train_bpe_tokenizer(texts, vocab_size=vocab_size, model_max_length=max(max_length, 512))
     extra = {"pooled_size": pooled_size} if pooled_size else {}
     model = build_student(arch, vocab_size=len(tokenizer), labels=labels.names, pad_token_id=tokenizer.pad_token_id,
-                          max_position_embeddings=max(max_length, 512), **extra)
+                          max_position_embeddings=max(max_length, 512), tagging=tagging, **extra)
     log.info(f"student {arch}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, BPE vocabulary {len(tokenizer)}")
     return model, tokenizer
 
@@ -174,33 +213,47 @@ def _student(corpus: Corpus, labels: LabelSet, *, student: str | None, arch: str
         return BuiltModel(net, tokenizer, {"student": student, "student_resolved": None, "student_arch": arch,
                                            "vocab_size": len(tokenizer)})
     assert student is not None
-    net, tokenizer, resolved = load_base_classifier(student, labels, option="--student")
+    net, tokenizer, resolved = load_base_classifier(student, labels, option="--student",
+                                                    tagging=is_tagging(corpus.fields))
     return BuiltModel(net, tokenizer, {"student": student, "student_resolved": resolved, "student_arch": None,
                                        "vocab_size": None})
 
 
 def _pseudo_label_report(corpus: Corpus, labels: LabelSet, tensors: dict[str, Any], min_confidence: float) -> Any:
-    """Counts of the teacher's argmax labels kept at `min_confidence`, per language and class (logged)."""
+    """Counts of the teacher's argmax labels kept at `min_confidence`, per language and class
+    (per word and tag for tagging records; logged)."""
     import torch
 
     from xlt.distill.report import PseudoLabelReport
     from xlt.inference.types import softmax
 
-    report = PseudoLabelReport(labels.names)
+    tagging = is_tagging(corpus.fields)
+    report = PseudoLabelReport(labels.names, unit="words" if tagging else "examples")
     probs = tensors["teacher_probs"] if "teacher_probs" in tensors else torch.from_numpy(softmax(tensors["teacher_logits"].numpy()))
     conf, arg = probs.max(dim=-1)
-    report.update([ex.lang for ex in corpus.examples], arg, conf >= min_confidence)
+    langs = [ex.lang for ex in corpus.examples]
+    if tagging:  # [N, W]: every word of every record, not the padding past its words
+        words = torch.tensor([len(ex.texts[0]) for ex in corpus.examples])
+        real = torch.arange(conf.shape[1])[None, :] < words[:, None]
+        langs = [lang for lang, n in zip(langs, words.tolist()) for _ in range(n)]
+        conf, arg = conf[real], arg[real]
+    report.update(langs, arg, conf >= min_confidence)
     for row in report.rows():
-        log.info(f"pseudo-labels: {row}")
+        log.info(f"pseudo-labels{' per word' if tagging else ''}: {row}")
     return report
 
 
 def distillation_objective(combined: Any, *, teacher_keys: Collection[str], use_labels: bool, need_hidden: bool,
-                           robust: Any = None) -> Objective:
+                           robust: Any = None, tagging: bool = False) -> Objective:
     """`combined` (a `CombinedObjective`) on the student's outputs and the batch's teacher tensors
-    (`teacher_keys`) and gold labels; with `robust`, on perturbed input embeddings."""
+    (`teacher_keys`) and gold labels; with `robust`, on perturbed input embeddings. With
+    `tagging`, on the batch's covered words: the student's logits (and last-layer vectors) at the
+    first subword of each word (`word_pos`, `word_mask`), the per-word teacher tensors [B, W, ...]
+    and gold tags [B, W], flattened to one row per word."""
     from xlt.distill.losses import DistillBatch
-    from xlt.distill.students import sentence_vector
+    from xlt.distill.losses.combined import ObjectiveResult
+    from xlt.distill.students import sentence_vector, token_vectors
+    from xlt.tagging.model import word_logits
 
     call = {"output_hidden_states": True} if need_hidden else {}
 
@@ -209,10 +262,21 @@ def distillation_objective(combined: Any, *, teacher_keys: Collection[str], use_
 
         def loss_from_outputs(out: Any) -> Any:
             # robust training calls this more than once: the last call is the loss trained on
-            holder["r"] = combined(DistillBatch(
-                student_logits=out.logits.float(), labels=batch["labels"] if use_labels else None,
-                student_hidden=sentence_vector(out).float() if need_hidden else None,
-                **{k: batch[k] for k in teacher_keys}))
+            logits = out.logits.float()
+            labels = batch["labels"] if use_labels else None
+            teacher = {k: batch[k] for k in teacher_keys}
+            if not tagging:
+                hidden = sentence_vector(out).float() if need_hidden else None
+            else:
+                keep, pos = batch["word_mask"], batch["word_pos"]
+                if not bool(keep.any()):  # every word past --max-length: nothing to learn from (not NaN)
+                    holder["r"] = ObjectiveResult(logits.sum() * 0.0)
+                    return holder["r"].loss
+                logits = word_logits(logits, pos)[keep]
+                hidden = word_logits(token_vectors(out).float(), pos)[keep] if need_hidden else None
+                labels = labels[keep] if labels is not None else None
+                teacher = {k: v[keep] for k, v in teacher.items()}
+            holder["r"] = combined(DistillBatch(student_logits=logits, labels=labels, student_hidden=hidden, **teacher))
             return holder["r"].loss
 
         loss = model_loss(model, batch, loss_from_outputs, robust=robust, **call)
@@ -256,8 +320,9 @@ def distill(
         log.info(f"student: {student} ({'the teacher' + chr(39) + 's base encoder' if signals.base else 'the built-in default'}; "
                  f"choose another with {STUDENT_SOURCES})")
     labels = signals.labels or corpus.labels
+    tagging = is_tagging(corpus.fields)
     gold = gold_labels(corpus, labels, required="objective ce" if "labels" in needs else None)
-    use_labels = any(g != -100 for g in gold)
+    use_labels = any(t != -100 for g in gold for t in (g if tagging else [g]))
     combined.check_inputs({"student_logits", *signals.tensors, *(["student_hidden"] if need_hidden else []),
                            *(["labels"] if use_labels else [])})
     report = _pseudo_label_report(corpus, labels, signals.tensors, min_confidence) if "pseudo" in combined.weights else None
@@ -265,7 +330,7 @@ def distill(
     teacher_used = bool(needs & {"teacher", "teacher_logits", "teacher_hidden"})
 
     def build() -> BuiltModel:
-        pooled = int(signals.tensors["teacher_hidden"].shape[1]) if need_hidden and student_arch else None
+        pooled = int(signals.tensors["teacher_hidden"].shape[-1]) if need_hidden and student_arch else None
         built = _student(corpus, labels, student=student, arch=student_arch, vocab_size=vocab_size,
                          max_length=run.max_length, pooled_size=pooled)
         source_langs = distill_source_langs(corpus, student_dir=built.about["student_resolved"], teacher_langs=signals.langs,
@@ -277,7 +342,7 @@ def distill(
 
     return run_training(run, corpus, labels, kind="distill", build=build, gold=gold, tensors=signals.tensors,
                         objective=distillation_objective(combined, teacher_keys=list(signals.tensors), use_labels=use_labels,
-                                                         need_hidden=need_hidden, robust=run.robust),
+                                                         need_hidden=need_hidden, robust=run.robust, tagging=tagging),
                         what="distillation records")
 
 

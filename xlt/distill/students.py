@@ -16,10 +16,17 @@ about 5 M parameters each with a 10k BPE vocabulary (`xlt.distill.bpe`):
 Head: optional projection to `pooled_size` (Linear + tanh, e.g. the teacher's hidden size for
 the `hidden-kl` term), dropout, Linear to the classes.
 
+Taggers (`XltSmallForTokenClassification`, same config) read the encoder per position instead:
+the transformer's final states, the BiLSTM's top-layer outputs, the CNN's filters applied around
+every position ("same" padding, one window per kernel size centred on the token, concatenated);
+the optional projection and the classifier apply to every position, and a word's output is its
+first subword's (xlt.tagging).
+
 They are transformers `PreTrainedModel`s (config `XltSmallConfig`, model_type "xlt-small"),
-registered with AutoConfig / AutoModelForSequenceClassification when this module is imported, so
-after `import xlt.distill.students` a checkpoint dir loads with
-`AutoModelForSequenceClassification.from_pretrained(dir)` and saves safetensors. The forward takes
+registered with AutoConfig / AutoModelForSequenceClassification / AutoModelForTokenClassification
+when this module is imported, so after `import xlt.distill.students` a checkpoint dir loads with
+`AutoModelForSequenceClassification.from_pretrained(dir)` (a tagger with
+`AutoModelForTokenClassification`) and saves safetensors. The forward takes
 `input_ids`/`attention_mask` (or `inputs_embeds`, for `xlt.robust`) and returns
 `StudentOutput(loss, logits, hidden_states, attentions, hidden)`; `token_type_ids` is accepted and
 ignored (pairs arrive joined as "[CLS] A [SEP] B [SEP]" by the tokenizer).
@@ -34,8 +41,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification,
+                          PreTrainedConfig, PreTrainedModel)
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 from xlt.distill.spec import STUDENT_ARCHS
 from xlt.errors import UsageError
@@ -121,6 +129,14 @@ class StudentOutput(SequenceClassifierOutput):
     hidden: torch.FloatTensor | None = None
 
 
+@dataclass
+class TokenStudentOutput(TokenClassifierOutput):
+    """`TokenClassifierOutput` plus `hidden` [B, T, H]: the vector of every position the
+    classifier reads (always set)."""
+
+    hidden: torch.FloatTensor | None = None
+
+
 def _mask_of(attention_mask: torch.Tensor | None, shape: torch.Size, device: torch.device) -> torch.Tensor:
     if attention_mask is None:
         return torch.ones(shape, dtype=torch.bool, device=device)
@@ -161,6 +177,14 @@ class _TransformerEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(c.d_model)
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x, states = self.tokens(embeds, mask)
+        if self.pooling == "cls":
+            return x[:, 0], states
+        m = mask.unsqueeze(-1).to(x.dtype)
+        return (x * m).sum(1) / m.sum(1).clamp(min=1), states
+
+    def tokens(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The final states [B, T, d_model] and every layer's."""
         t = embeds.shape[1]
         if t > self.position_embeddings.num_embeddings:
             raise UsageError(f"transformer student: {t} tokens exceed its {self.position_embeddings.num_embeddings} "
@@ -172,10 +196,7 @@ class _TransformerEncoder(nn.Module):
             states.append(x)
         x = self.final_norm(x)
         states[-1] = x
-        if self.pooling == "cls":
-            return x[:, 0], states
-        m = mask.unsqueeze(-1).to(x.dtype)
-        return (x * m).sum(1) / m.sum(1).clamp(min=1), states
+        return x, states
 
 
 class _BiLSTMEncoder(nn.Module):
@@ -186,12 +207,21 @@ class _BiLSTMEncoder(nn.Module):
                             batch_first=True, dropout=c.dropout if c.num_layers > 1 else 0.0)
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out, h_n = self._run(embeds, mask)
+        # h_n: [layers * 2, B, H]; the last two rows are the top layer's forward and backward final states.
+        return torch.cat([h_n[-2], h_n[-1]], dim=-1), [embeds, out]
+
+    def tokens(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The top layer's outputs [B, T, 2 * lstm_hidden] (zeros at padding)."""
+        out, _ = self._run(embeds, mask)
+        return out, [embeds, out]
+
+    def _run(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = mask.sum(1).clamp(min=1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(self.dropout(embeds), lengths, batch_first=True, enforce_sorted=False)
         out, (h_n, _) = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=embeds.shape[1])
-        # h_n: [layers * 2, B, H]; the last two rows are the top layer's forward and backward final states.
-        return torch.cat([h_n[-2], h_n[-1]], dim=-1), [embeds, out]
+        return out, h_n
 
 
 class _CNNEncoder(nn.Module):
@@ -214,6 +244,13 @@ class _CNNEncoder(nn.Module):
             valid = torch.arange(h.shape[-1], device=h.device)[None] < (lengths - k + 1).clamp(min=1)[:, None]
             pooled.append(h.masked_fill(~valid[:, None, :], float("-inf")).max(dim=-1).values)
         return torch.cat(pooled, dim=-1), [embeds]
+
+    def tokens(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Every filter applied around every position [B, T, kernels * filters]: the window of
+        kernel size k covers (k - 1) // 2 tokens before and k // 2 after (padding reads zeros)."""
+        x = (embeds * mask.unsqueeze(-1).to(embeds.dtype)).transpose(1, 2)  # [B, E, T], padding zeroed
+        out = [F.relu(conv(F.pad(x, ((k - 1) // 2, k // 2)))) for k, conv in zip(self.kernel_sizes, self.convs)]
+        return torch.cat(out, dim=1).transpose(1, 2), [embeds]
 
 
 _ENCODERS = {"transformer": _TransformerEncoder, "bilstm": _BiLSTMEncoder, "cnn": _CNNEncoder}
@@ -289,6 +326,54 @@ class XltSmallForSequenceClassification(XltSmallPreTrainedModel):
                              hidden=hidden)
 
 
+class XltSmallForTokenClassification(XltSmallPreTrainedModel):
+    """A small student tagger: logits for every position (read at the first subword of each word,
+    xlt.tagging); see the module docstring for the architectures."""
+
+    def __init__(self, config: XltSmallConfig) -> None:
+        super().__init__(config)
+        if config.num_labels < 2:
+            raise UsageError(f"a student tagger needs at least 2 tags, got {config.num_labels}")
+        self.num_labels = config.num_labels
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.encoder = _ENCODERS[config.arch](config)
+        self.pooler = nn.Linear(config.sentence_size, config.pooled_size) if config.pooled_size else None
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.word_embeddings = value
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs: Any) -> TokenStudentOutput:
+        """`logits` [B, T, C]; `labels` [B, T] (-100: no loss) give the mean cross-entropy;
+        `hidden_states` (with output_hidden_states): the encoder's token states, the last one
+        `hidden` (what the classifier reads)."""
+        del token_type_ids  # no segment embeddings
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        embeds = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        mask = _mask_of(attention_mask, embeds.shape[:2], embeds.device)
+        tokens, states = self.encoder.tokens(embeds, mask)
+        hidden = torch.tanh(self.pooler(tokens)) if self.pooler is not None else tokens
+        logits = self.classifier(self.dropout(hidden))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.to(logits.device).reshape(-1),
+                                   ignore_index=-100)
+        want_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        if want_states and states[-1] is not hidden:
+            states = [*states, hidden]
+        return TokenStudentOutput(loss=loss, logits=logits, hidden_states=tuple(states) if want_states else None,
+                                  hidden=hidden)
+
+
 def student_config(arch: str, *, vocab_size: int, labels: Sequence[str], pad_token_id: int,
                    max_position_embeddings: int = 512, **overrides: Any) -> XltSmallConfig:
     """The config of a fresh student: `labels` become num_labels/id2label/label2id."""
@@ -300,11 +385,13 @@ def student_config(arch: str, *, vocab_size: int, labels: Sequence[str], pad_tok
 
 
 def build_student(arch: str, *, vocab_size: int, labels: Sequence[str], pad_token_id: int,
-                  max_position_embeddings: int = 512, **overrides: Any) -> XltSmallForSequenceClassification:
-    """A randomly initialized student (seed torch first for reproducible weights)."""
-    return XltSmallForSequenceClassification(student_config(
-        arch, vocab_size=vocab_size, labels=labels, pad_token_id=pad_token_id,
-        max_position_embeddings=max_position_embeddings, **overrides))
+                  max_position_embeddings: int = 512, tagging: bool = False,
+                  **overrides: Any) -> XltSmallForSequenceClassification | XltSmallForTokenClassification:
+    """A randomly initialized student (seed torch first for reproducible weights); with `tagging`
+    a tagger (`labels` its tags)."""
+    cls = XltSmallForTokenClassification if tagging else XltSmallForSequenceClassification
+    return cls(student_config(arch, vocab_size=vocab_size, labels=labels, pad_token_id=pad_token_id,
+                              max_position_embeddings=max_position_embeddings, **overrides))
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -324,5 +411,19 @@ def sentence_vector(output: Any) -> torch.Tensor:
     return states[-1][:, 0]
 
 
+def token_vectors(output: Any) -> torch.Tensor:
+    """The vector of every position [B, T, H] of a token classifier's output: a small tagger's
+    `.hidden`, else the last `hidden_states` (run with output_hidden_states=True): what a tagger
+    teacher's per-word `hidden` holds at each word's first subword (xlt.tagging.model)."""
+    hidden = getattr(output, "hidden", None)
+    if hidden is not None and hidden.ndim == 3:
+        return hidden
+    states = getattr(output, "hidden_states", None)
+    if not states:
+        raise UsageError("the model output has no hidden states; call the model with output_hidden_states=True")
+    return states[-1]
+
+
 AutoConfig.register(MODEL_TYPE, XltSmallConfig, exist_ok=True)
 AutoModelForSequenceClassification.register(XltSmallConfig, XltSmallForSequenceClassification, exist_ok=True)
+AutoModelForTokenClassification.register(XltSmallConfig, XltSmallForTokenClassification, exist_ok=True)

@@ -34,7 +34,8 @@ class DistillBatch:
     teacher_probs   [B, C]  the teacher's probabilities, when only those were stored
     student_hidden  [B, H]  the student's pooled sentence vector (`XltSmall...` output `.hidden`)
     teacher_hidden  [B, H]  the teacher's final [CLS] vector
-    Teacher tensors are treated as constants (detached).
+    Teacher tensors are treated as constants (detached). For taggers (`xlt.distill.run`) a row is
+    a word, not an example: B is the batch's covered words, flattened.
     """
 
     student_logits: torch.Tensor

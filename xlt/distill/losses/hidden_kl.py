@@ -10,6 +10,11 @@ and lambda in 0.01-0.5. This module is the KL part,
 
 Teacher and student vectors must have the same size: a small student gets a projection to the
 teacher's size with `XltSmallConfig(pooled_size=...)`.
+
+For taggers `xlt distill` applies this same KL word by word: h is each word's last-layer vector at
+its first subword (teacher and student), and the mean runs over the batch's words. That is xlt's
+word-level analogue (FreeTransfer-X reads every model at the first subword of each word), not
+part of BERT-KLD.
 """
 
 from __future__ import annotations
