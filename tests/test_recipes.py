@@ -116,3 +116,37 @@ def test_monox_labelled_epochs_reach_teacher_and_direct_only(tmp_path):
     assert set(steps) == {"teacher.ckpt", "direct.ckpt", "kd.ckpt", "pseudo.ckpt"}
     for name, line in steps.items():
         assert ("--epochs 3" if name in ("teacher.ckpt", "direct.ckpt") else "--epochs 1") in line, line
+
+
+def test_freetransfer_x_pos_runs_at_ci_scale(tmp_path, tiny_bert):
+    # TASK=pos: a tagger on samples/pos/en, word-level KD into a small student per target language,
+    # and the small student trained on English directly (one arch, one language: the pipeline composes)
+    out = tmp_path / "out"
+    args = [*ci_args(out, tiny_bert), "TASK=pos", "ARCHS=cnn", "STEP2_LANGS=fr"]
+    proc = make("freetransfer-x", *args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert [s["name"] for s in results["systems"]] == ["tagger", "step2-cnn", "direct-cnn"]
+    assert all(s["languages"]["fr"] is not None for s in results["systems"])
+    tagger = json.loads((out / "tagger.eval.json").read_text())
+    assert tagger["task"] == "tagging" and set(tagger["languages"]) == {"fr", "de"}
+    soft = [json.loads(l) for l in (out / "soft.fr.jsonl").read_text().splitlines()]
+    assert all(len(r["teacher"]["logits"]) == len(r["tokens"]) for r in soft)  # per word
+    pool = {json.loads(l)["id"] for l in (out / "pool.fr.jsonl").read_text().splitlines()}
+    test = {json.loads(l)["id"] for l in (out / "test.fr.jsonl").read_text().splitlines()}
+    assert pool and test and not pool & test  # the student never sees a test sentence
+    assert make("freetransfer-x", "-q", *args).returncode == 0
+
+
+def test_freetransfer_x_pos_small_and_paper_expand(tmp_path):
+    proc = make("freetransfer-x", "-n", "TASK=pos", "SCALE=small", f"OUT={tmp_path}/o")
+    assert proc.returncode == 0, proc.stderr
+    assert "pud.dev.is.jsonl" in proc.stdout and "--student-arch bilstm" in proc.stdout
+    assert "teach" in proc.stdout and "--dev " + f"{tmp_path}/o/pool.en.jsonl" in proc.stdout
+    samples = ROOT / "samples" / "pos"
+    proc = make("freetransfer-x", "-n", "TASK=pos", "SCALE=paper", f"OUT={tmp_path}/p", f"TRAIN={samples / 'en.jsonl'}",
+                f"EVAL={samples / 'fr.jsonl'} {samples / 'de.jsonl'}", "TAG_LANGS=fr de")
+    assert proc.returncode == 0, proc.stderr
+    assert "--model xlm-roberta-base" in proc.stdout
+    proc = make("freetransfer-x", "-n", "TASK=ner")
+    assert proc.returncode != 0 and "TASK must be nli or pos" in proc.stderr
