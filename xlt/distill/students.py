@@ -285,13 +285,16 @@ class XltSmallPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
 
-class XltSmallForSequenceClassification(XltSmallPreTrainedModel):
-    """A small student classifier; see the module docstring for the architectures."""
+class _XltSmallModel(XltSmallPreTrainedModel):
+    """What the small student classifier and tagger share: word embeddings, the encoder of
+    `config.arch`, the optional pooler, dropout and the output layer."""
+
+    what = "classifier"
 
     def __init__(self, config: XltSmallConfig) -> None:
         super().__init__(config)
         if config.num_labels < 2:
-            raise UsageError(f"a student classifier needs at least 2 labels, got {config.num_labels}")
+            raise UsageError(f"a student {self.what} needs at least 2 labels, got {config.num_labels}")
         self.num_labels = config.num_labels
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.encoder = _ENCODERS[config.arch](config)
@@ -305,6 +308,27 @@ class XltSmallForSequenceClassification(XltSmallPreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.word_embeddings = value
+
+    def _embed(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
+               attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input embeddings and the padding mask (pairs are joined with [SEP]: the students have
+        no segment embeddings)."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        embeds = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        return embeds, _mask_of(attention_mask, embeds.shape[:2], embeds.device)
+
+    def _head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden, logits) of sentence or token features."""
+        hidden = torch.tanh(self.pooler(features)) if self.pooler is not None else features
+        return hidden, self.classifier(self.dropout(hidden))
+
+    def _want_states(self, output_hidden_states: bool | None) -> bool:
+        return output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+
+
+class XltSmallForSequenceClassification(_XltSmallModel):
+    """A small student classifier; see the module docstring for the architectures."""
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
@@ -312,41 +336,20 @@ class XltSmallForSequenceClassification(XltSmallPreTrainedModel):
                 return_dict: bool | None = None, **kwargs: Any) -> StudentOutput:
         """`hidden_states` (with output_hidden_states): token states — transformer: embeddings and
         each layer's output; bilstm: embeddings and the top layer's outputs; cnn: embeddings."""
-        del token_type_ids  # pairs are joined with [SEP]; the students have no segment embeddings
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        embeds = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
-        mask = _mask_of(attention_mask, embeds.shape[:2], embeds.device)
+        embeds, mask = self._embed(input_ids, inputs_embeds, attention_mask)
         sentence, states = self.encoder(embeds, mask)
-        hidden = torch.tanh(self.pooler(sentence)) if self.pooler is not None else sentence
-        logits = self.classifier(self.dropout(hidden))
+        hidden, logits = self._head(sentence)
         loss = F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=-100) if labels is not None else None
-        want_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        want_states = self._want_states(output_hidden_states)
         return StudentOutput(loss=loss, logits=logits, hidden_states=tuple(states) if want_states else None,
                              hidden=hidden)
 
 
-class XltSmallForTokenClassification(XltSmallPreTrainedModel):
+class XltSmallForTokenClassification(_XltSmallModel):
     """A small student tagger: logits for every position (read at the first subword of each word,
     xlt.tagging); see the module docstring for the architectures."""
 
-    def __init__(self, config: XltSmallConfig) -> None:
-        super().__init__(config)
-        if config.num_labels < 2:
-            raise UsageError(f"a student tagger needs at least 2 tags, got {config.num_labels}")
-        self.num_labels = config.num_labels
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
-        self.encoder = _ENCODERS[config.arch](config)
-        self.pooler = nn.Linear(config.sentence_size, config.pooled_size) if config.pooled_size else None
-        self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.word_embeddings = value
+    what = "tagger"
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
@@ -355,19 +358,14 @@ class XltSmallForTokenClassification(XltSmallPreTrainedModel):
         """`logits` [B, T, C]; `labels` [B, T] (-100: no loss) give the mean cross-entropy;
         `hidden_states` (with output_hidden_states): the encoder's token states, the last one
         `hidden` (what the classifier reads)."""
-        del token_type_ids  # no segment embeddings
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        embeds = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
-        mask = _mask_of(attention_mask, embeds.shape[:2], embeds.device)
+        embeds, mask = self._embed(input_ids, inputs_embeds, attention_mask)
         tokens, states = self.encoder.tokens(embeds, mask)
-        hidden = torch.tanh(self.pooler(tokens)) if self.pooler is not None else tokens
-        logits = self.classifier(self.dropout(hidden))
+        hidden, logits = self._head(tokens)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.to(logits.device).reshape(-1),
                                    ignore_index=-100)
-        want_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        want_states = self._want_states(output_hidden_states)
         if want_states and states[-1] is not hidden:
             states = [*states, hidden]
         return TokenStudentOutput(loss=loss, logits=logits, hidden_states=tuple(states) if want_states else None,
