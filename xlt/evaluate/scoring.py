@@ -2,7 +2,7 @@
 
 A tagger (`Classifier.tagging`) is scored on tagging records (`tokens` + `tags`): token accuracy
 per language, entity spans when its tag set is BIO / IOB2, a per-tag table, and intervals and
-paired tests that resample sentences (`build_tagging_report`, metrics in xlt.tagging.metrics)."""
+paired tests that resample sentences (its report and tables: xlt.evaluate.tagging)."""
 
 from __future__ import annotations
 
@@ -59,49 +59,6 @@ def score_records(
     chosen = fields or classifiers[0].fields
     scored = Scored(preds=[[] for _ in classifiers], tagging=tagging)
     buf: list[tuple[str, Record]] = []
-
-    def flush() -> None:
-        texts = [tuple(r[f] for f in chosen) for _, r in buf]
-        outs = [c.predict(texts) for c in classifiers]
-        import numpy as np
-
-        for c, out in zip(classifiers, outs):
-            finite = (np.array([np.isfinite(lg).all() for lg in out.logits], dtype=bool) if tagging
-                      else np.isfinite(out.logits).all(axis=-1))
-            if not finite.all():
-                where = buf[int(np.argmin(finite))][0]
-                raise XltError(f"{c.path} produced non-finite outputs (NaN or Infinity) for {where}; "
-                               "nothing is scored from a broken model")
-
-        gold_key = "tags" if tagging else "label"
-        for i, (where, rec) in enumerate(buf):
-            lang = record_lang(rec)
-            scored.langs.append(lang)
-            fl = field_langs(rec, chosen)
-            scored.pair_langs.append((fl[0], fl[-1]))
-            if rec.get(gold_key) is None:
-                scored.gold.append(None if tagging else -1)
-                scored.unlabelled += 1
-                scored.unlabelled_by_lang[lang] = scored.unlabelled_by_lang.get(lang, 0) + 1
-            else:
-                try:
-                    scored.gold.append([labels.index(t) for t in rec["tags"]] if tagging else labels.index(rec["label"]))
-                except RecordError as exc:
-                    raise InputError(f"{where}: {exc}") from None
-            for k, out in enumerate(outs):
-                if tagging:  # per word; a word without output (past max length) is UNCOVERED
-                    scored.preds[k].append([perms[k][int(j)] if seen else UNCOVERED
-                                            for j, seen in zip(out.logits[i].argmax(axis=-1), out.covered[i])])
-                else:
-                    scored.preds[k].append(perms[k][int(out.logits[i].argmax())])
-        if predictions is not None:
-            for i, (_, rec) in enumerate(buf):
-                rec_out = dict(rec)
-                rec_out["pred"] = prediction(outs[0], i, labels=labels.values, model=classifiers[0].digest,
-                                             tagging=tagging)
-                predictions.write(dumps(rec_out) + "\n")
-        buf.clear()
-
     check = check or EvalInputCheck(labels, chosen, tagging=tagging, model=classifiers[0].path)
     for where, rec in located:
         try:
@@ -111,10 +68,63 @@ def score_records(
         chosen = check.fields
         buf.append((where, rec))
         if len(buf) >= chunk:
-            flush()
+            _score_chunk(buf, classifiers, scored, perms=perms, fields=chosen, predictions=predictions)
+            buf.clear()
     if buf:
-        flush()
+        _score_chunk(buf, classifiers, scored, perms=perms, fields=chosen, predictions=predictions)
     return scored, chosen or ()
+
+
+def _score_chunk(buf: Sequence[tuple[str, Record]], classifiers: Sequence[Any], scored: Scored, *,
+                 perms: Sequence[Sequence[int]], fields: Sequence[str], predictions: IO[str] | None) -> None:
+    """Run every classifier over one chunk of (where, record) and add what metrics need to `scored`
+    (`perms`: each model's class index -> the first model's); each record with the first model's
+    prediction goes to `predictions`."""
+    labels = classifiers[0].labels
+    tagging = scored.tagging
+    texts = [tuple(r[f] for f in fields) for _, r in buf]
+    outs = [c.predict(texts) for c in classifiers]
+    _check_finite(buf, classifiers, outs, tagging=tagging)
+    gold_key = "tags" if tagging else "label"
+    for i, (where, rec) in enumerate(buf):
+        lang = record_lang(rec)
+        scored.langs.append(lang)
+        fl = field_langs(rec, fields)
+        scored.pair_langs.append((fl[0], fl[-1]))
+        if rec.get(gold_key) is None:
+            scored.gold.append(None if tagging else -1)
+            scored.unlabelled += 1
+            scored.unlabelled_by_lang[lang] = scored.unlabelled_by_lang.get(lang, 0) + 1
+        else:
+            try:
+                scored.gold.append([labels.index(t) for t in rec["tags"]] if tagging else labels.index(rec["label"]))
+            except RecordError as exc:
+                raise InputError(f"{where}: {exc}") from None
+        for k, out in enumerate(outs):
+            if tagging:  # per word; a word without output (past max length) is UNCOVERED
+                scored.preds[k].append([perms[k][int(j)] if seen else UNCOVERED
+                                        for j, seen in zip(out.logits[i].argmax(axis=-1), out.covered[i])])
+            else:
+                scored.preds[k].append(perms[k][int(out.logits[i].argmax())])
+    if predictions is not None:
+        for i, (_, rec) in enumerate(buf):
+            rec_out = dict(rec)
+            rec_out["pred"] = prediction(outs[0], i, labels=labels.values, model=classifiers[0].digest, tagging=tagging)
+            predictions.write(dumps(rec_out) + "\n")
+
+
+def _check_finite(buf: Sequence[tuple[str, Record]], classifiers: Sequence[Any], outs: Sequence[Any], *,
+                  tagging: bool) -> None:
+    """Refuse a chunk's outputs `outs` with a NaN or an infinity: nothing is scored from a broken model."""
+    import numpy as np
+
+    for c, out in zip(classifiers, outs):
+        finite = (np.array([np.isfinite(lg).all() for lg in out.logits], dtype=bool) if tagging
+                  else np.isfinite(out.logits).all(axis=-1))
+        if not finite.all():
+            where = buf[int(np.argmin(finite))][0]
+            raise XltError(f"{c.path} produced non-finite outputs (NaN or Infinity) for {where}; "
+                           "nothing is scored from a broken model")
 
 
 def prediction(out: Any, i: int, *, labels: Sequence[Any], model: str, tagging: bool = False) -> dict[str, Any]:
@@ -193,10 +203,12 @@ def build_report(
 ) -> dict[str, Any]:
     """Per-language accuracy and macro-F1 with counts, averages (all and non-source), optional
     bootstrap intervals, the premise x hypothesis matrix, and paired tests against model B
-    (a tagger's scores: `build_tagging_report`)."""
+    (a tagger's scores: `xlt.evaluate.tagging.build_tagging_report`)."""
     if scored.tagging:
         if matrix:
             raise UsageError(MATRIX_TAGGING)
+        from xlt.evaluate.tagging import build_tagging_report  # lazily: xlt.evaluate.tagging imports this module
+
         return build_tagging_report(scored, labels=labels, source_langs=source_langs, bootstrap=bootstrap, seed=seed,
                                     signature=signature)
     n_classes = len(labels)
@@ -217,22 +229,14 @@ def build_report(
         if scored.unlabelled_by_lang.get(lang):
             entry["unlabelled"] = scored.unlabelled_by_lang[lang]
         langs_out[lang] = entry
-
-    def average(keys: list[str]) -> dict[str, Any] | None:
-        if not keys:
-            return None
-        return {"languages": len(keys), "n": sum(langs_out[k]["n"] for k in keys),
-                "accuracy": _round(sum(langs_out[k]["accuracy"] for k in keys) / len(keys)),
-                "macro_f1": _round(sum(langs_out[k]["macro_f1"] for k in keys) / len(keys))}
-
     all_langs = list(langs_out)
     non_source = [k for k in all_langs if k not in set(source_langs)]
     labelled = [i for i, g in enumerate(gold) if g >= 0]
     report: dict[str, Any] = {
         "signature": signature,
         "languages": langs_out,
-        "average": average(all_langs),
-        "average_non_source": average(non_source) if source_langs else None,
+        "average": _average(langs_out, all_langs),
+        "average_non_source": _average(langs_out, non_source) if source_langs else None,
         "source_languages": list(source_langs),
         "overall": {"n": len(labelled), "accuracy": _round(accuracy([gold[i] for i in labelled], [pa[i] for i in labelled]))},
         "unlabelled": scored.unlabelled,
@@ -240,168 +244,46 @@ def build_report(
     if matrix:
         report["matrix"] = build_matrix(scored)
     if len(scored.preds) > 1:
-        pb = scored.preds[1]
-        comp: dict[str, Any] = {"languages": {}}
-        for lang, rows in rows_by_lang.items():
-            ca = [int(pa[i] == gold[i]) for i in rows]
-            cb = [int(pb[i] == gold[i]) for i in rows]
-            test = paired_bootstrap(ca, cb, samples=bootstrap or 1000, seed=seed)
-            comp["languages"][lang] = {"accuracy_a": _round(sum(ca) / len(ca)), "accuracy_b": _round(sum(cb) / len(cb)),
-                                       "delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]],
-                                       "p_value": _round(test["p_value"])}
-        ca = [int(pa[i] == gold[i]) for i in labelled]
-        cb = [int(pb[i] == gold[i]) for i in labelled]
-        groups = [scored.langs[i] for i in labelled]
-        test = paired_bootstrap(ca, cb, samples=bootstrap or 1000, seed=seed, groups=groups)
-        comp["average"] = {"delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]], "p_value": _round(test["p_value"])}
-        if source_langs and non_source:
-            keep = [i for i in labelled if scored.langs[i] in set(non_source)]
-            test = paired_bootstrap([int(pa[i] == gold[i]) for i in keep], [int(pb[i] == gold[i]) for i in keep],
-                                    samples=bootstrap or 1000, seed=seed, groups=[scored.langs[i] for i in keep])
-            comp["average_non_source"] = {"delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]],
-                                          "p_value": _round(test["p_value"])}
-        comp["samples"] = bootstrap or 1000
-        report["compare"] = comp
+        report["compare"] = _compare_classifier(scored, rows_by_lang, labelled, non_source if source_langs else [],
+                                                bootstrap=bootstrap, seed=seed)
     return report
 
 
-def build_tagging_report(
-    scored: Scored,
-    *,
-    labels: Any,
-    source_langs: Sequence[str],
-    bootstrap: int = 0,
-    seed: int = 0,
-    signature: dict[str, Any],
-) -> dict[str, Any]:
-    """A tagger's report, shaped like `build_report`'s: per language token accuracy (`n` words,
-    `sentences`), word-level macro-F1 over tags, with a BIO / IOB2 tag set entity span precision /
-    recall / F1 (`entity`); averages over languages; `overall` (micro, with entity scores per type)
-    and the per-tag table `tags`. Intervals and paired tests resample sentences (token accuracy as
-    correct words / words, entity F1 as 2 x correct / (predicted + gold spans) of the sentences
-    drawn). Uncovered words (past the max length) are wrong; `uncovered` counts them."""
-    from xlt.tagging.metrics import SentenceCounts, entity_report, is_bio, sentence_counts, tag_table
+def _average(langs_out: dict[str, Any], keys: list[str]) -> dict[str, Any] | None:
+    """The macro average of a classifier's scores over languages `keys` (None without any)."""
+    if not keys:
+        return None
+    return {"languages": len(keys), "n": sum(langs_out[k]["n"] for k in keys),
+            "accuracy": _round(sum(langs_out[k]["accuracy"] for k in keys) / len(keys)),
+            "macro_f1": _round(sum(langs_out[k]["macro_f1"] for k in keys) / len(keys))}
 
-    names = labels.names
-    entities = is_bio(labels.values)
-    samples = bootstrap or 1000
-    rows_by_lang: dict[str, list[int]] = {}
-    for i, (lang, g) in enumerate(zip(scored.langs, scored.gold)):
-        if g is not None:
-            rows_by_lang.setdefault(lang, []).append(i)
-    labelled = [i for i, g in enumerate(scored.gold) if g is not None]
-    gold = scored.gold
-    pa = scored.preds[0]
 
-    def counts(rows: Sequence[int], preds: Sequence[Any]) -> SentenceCounts:
-        return sentence_counts([gold[i] for i in rows], [preds[i] for i in rows], names, entities=entities)
-
-    def flat(values: Sequence[Any], rows: Sequence[int]) -> list[int]:
-        return [t for i in rows for t in values[i]]
-
-    def entity_entry(c: SentenceCounts) -> dict[str, Any]:
-        assert c.spans is not None
-        out: dict[str, Any] = {k: _round(v) for k, v in c.spans.scores().items()}
-        if bootstrap:
-            num, den = c.f1_units()
-            lo, hi = bootstrap_ci(num, totals=den, samples=bootstrap, seed=seed)
-            out["ci95"] = [_round(lo), _round(hi)]
-        return out
-
-    by_lang: dict[str, SentenceCounts] = {}
-    langs_out: dict[str, Any] = {}
+def _compare_classifier(scored: Scored, rows_by_lang: dict[str, list[int]], labelled: list[int],
+                        non_source: list[str], *, bootstrap: int, seed: int) -> dict[str, Any]:
+    """Paired tests of model A's accuracy against model B's per language and over the averages
+    (`non_source` empty: no average over non-source languages)."""
+    gold, pa, pb = scored.gold, scored.preds[0], scored.preds[1]
+    comp: dict[str, Any] = {"languages": {}}
     for lang, rows in rows_by_lang.items():
-        c = by_lang[lang] = counts(rows, pa)
-        entry: dict[str, Any] = {"n": int(c.words.sum()), "sentences": len(rows), "accuracy": _round(c.accuracy()),
-                                 "macro_f1": _round(macro_f1(flat(gold, rows), flat(pa, rows), len(labels)))}
-        if bootstrap:
-            lo, hi = bootstrap_ci(c.correct, totals=c.words, samples=bootstrap, seed=seed)
-            entry["ci95"] = [_round(lo), _round(hi)]
-        if entities:
-            entry["entity"] = entity_entry(c)
-        uncovered = sum(p.count(UNCOVERED) for p in (pa[i] for i in rows))
-        if uncovered:
-            entry["uncovered"] = uncovered
-        if scored.unlabelled_by_lang.get(lang):
-            entry["unlabelled"] = scored.unlabelled_by_lang[lang]
-        langs_out[lang] = entry
-
-    def mean(values: list[Any]) -> float | None:
-        values = [v for v in values if v is not None]
-        return _round(sum(values) / len(values)) if values else None
-
-    def average(keys: list[str]) -> dict[str, Any] | None:
-        if not keys:
-            return None
-        out = {"languages": len(keys), "n": sum(langs_out[k]["n"] for k in keys),
-               "sentences": sum(langs_out[k]["sentences"] for k in keys),
-               "accuracy": mean([langs_out[k]["accuracy"] for k in keys]),
-               "macro_f1": mean([langs_out[k]["macro_f1"] for k in keys])}
-        if entities:
-            out["entity"] = {m: mean([langs_out[k]["entity"][m] for k in keys]) for m in ("precision", "recall", "f1")}
-        return out
-
-    all_langs = list(langs_out)
-    non_source = [k for k in all_langs if k not in set(source_langs)]
-    overall_counts = counts(labelled, pa)
-    overall: dict[str, Any] = {"n": int(overall_counts.words.sum()), "sentences": len(labelled),
-                               "accuracy": _round(overall_counts.accuracy())}
-    if entities:
-        assert overall_counts.spans is not None
-        spans = entity_report(overall_counts.spans)
-        overall["entity"] = {"precision": _round(spans["precision"]), "recall": _round(spans["recall"]),
-                             "f1": _round(spans["f1"]),
-                             "types": {t: {**{k: _round(v[k]) for k in ("precision", "recall", "f1")},
-                                           "support": v["support"]} for t, v in spans["types"].items()}}
-    table = tag_table([gold[i] for i in labelled], [pa[i] for i in labelled], names)
-    report: dict[str, Any] = {
-        "signature": signature,
-        "task": "tagging",
-        "scheme": "BIO" if entities else None,
-        "languages": langs_out,
-        "average": average(all_langs),
-        "average_non_source": average(non_source) if source_langs else None,
-        "source_languages": list(source_langs),
-        "overall": overall,
-        "tags": {t: {**{k: _round(v[k]) for k in ("precision", "recall", "f1")}, "support": v["support"]}
-                 for t, v in table.items()},
-        "unlabelled": scored.unlabelled,
-        "uncovered": sum(langs_out[k].get("uncovered", 0) for k in all_langs),
-    }
-    if len(scored.preds) > 1:
-        pb = scored.preds[1]
-
-        def test(ca: SentenceCounts, cb: SentenceCounts, groups: Sequence[str] | None = None) -> dict[str, Any]:
-            t = paired_bootstrap(ca.correct, cb.correct, totals=ca.words, samples=samples, seed=seed, groups=groups)
-            out = {"delta": _round(t["delta"]), "ci95": [_round(x) for x in t["ci95"]], "p_value": _round(t["p_value"])}
-            if entities:
-                (na, da), (nb, db) = ca.f1_units(), cb.f1_units()
-                e = paired_bootstrap(na, nb, totals=da, totals_b=db, samples=samples, seed=seed, groups=groups)
-                out["entity_f1"] = {"delta": _round(e["delta"]), "ci95": [_round(x) for x in e["ci95"]],
-                                    "p_value": _round(e["p_value"])}
-            return out
-
-        comp: dict[str, Any] = {"languages": {}}
-        for lang, rows in rows_by_lang.items():
-            ca, cb = by_lang[lang], counts(rows, pb)
-            t = test(ca, cb)
-            cell = {"accuracy_a": _round(ca.accuracy()), "accuracy_b": _round(cb.accuracy()), **t}
-            if entities:
-                assert ca.spans is not None and cb.spans is not None
-                cell["entity_f1"] = {"f1_a": _round(ca.spans.scores()["f1"]), "f1_b": _round(cb.spans.scores()["f1"]),
-                                     **t["entity_f1"]}
-            comp["languages"][lang] = cell
-
-        def grouped(keys: Sequence[str]) -> dict[str, Any]:
-            rows = [i for k in keys for i in rows_by_lang[k]]
-            return test(counts(rows, pa), counts(rows, pb), groups=[scored.langs[i] for i in rows])
-
-        comp["average"] = grouped(all_langs)
-        if source_langs and non_source:
-            comp["average_non_source"] = grouped(non_source)
-        comp["samples"] = samples
-        report["compare"] = comp
-    return report
+        ca = [int(pa[i] == gold[i]) for i in rows]
+        cb = [int(pb[i] == gold[i]) for i in rows]
+        test = paired_bootstrap(ca, cb, samples=bootstrap or 1000, seed=seed)
+        comp["languages"][lang] = {"accuracy_a": _round(sum(ca) / len(ca)), "accuracy_b": _round(sum(cb) / len(cb)),
+                                   "delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]],
+                                   "p_value": _round(test["p_value"])}
+    ca = [int(pa[i] == gold[i]) for i in labelled]
+    cb = [int(pb[i] == gold[i]) for i in labelled]
+    groups = [scored.langs[i] for i in labelled]
+    test = paired_bootstrap(ca, cb, samples=bootstrap or 1000, seed=seed, groups=groups)
+    comp["average"] = {"delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]], "p_value": _round(test["p_value"])}
+    if non_source:
+        keep = [i for i in labelled if scored.langs[i] in set(non_source)]
+        test = paired_bootstrap([int(pa[i] == gold[i]) for i in keep], [int(pb[i] == gold[i]) for i in keep],
+                                samples=bootstrap or 1000, seed=seed, groups=[scored.langs[i] for i in keep])
+        comp["average_non_source"] = {"delta": _round(test["delta"]), "ci95": [_round(x) for x in test["ci95"]],
+                                      "p_value": _round(test["p_value"])}
+    comp["samples"] = bootstrap or 1000
+    return comp
 
 
 def build_matrix(scored: Scored) -> dict[str, Any]:
@@ -464,6 +346,8 @@ def print_tables(report: dict[str, Any]) -> None:
     if log.state.quiet:
         return
     if report.get("task") == "tagging":
+        from xlt.evaluate.tagging import print_tagging_tables  # lazily: xlt.evaluate.tagging imports this module
+
         print_tagging_tables(report)
         return
     compare = report.get("compare") or {}
@@ -507,70 +391,6 @@ def print_tables(report: dict[str, Any]) -> None:
 
 def _pct(x: Any) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
-
-
-def print_tagging_tables(report: dict[str, Any]) -> None:
-    """A tagger's tables on stderr: token accuracy (and entity F1 with a BIO tag set) per language,
-    then precision / recall / F1 / support per tag (and per entity type)."""
-    from rich.table import Table
-
-    compare = report.get("compare") or {}
-    comp = compare.get("languages", {})
-    bio = report.get("scheme") == "BIO"
-    has_ci = any("ci95" in v for v in report["languages"].values())
-    cols = (["language", "sentences", "words", "accuracy"] + (["95% CI"] if has_ci else []) + (["entity F1"] if bio else [])
-            + (["B acc", "A-B", "p"] if comp else []) + (["A-B F1", "p F1"] if comp and bio else []))
-    t = Table(title=f"xlt eval {report['signature'].get('model', '')} (tagging: token accuracy)", title_justify="left")
-    for col in cols:
-        t.add_column(col, justify="left" if col == "language" else "right")
-
-    def cmp_cells(c: dict[str, Any] | None, with_b: bool) -> list[str]:
-        if not comp:
-            return []
-        n = 5 if bio else 3
-        if not c:
-            return [""] * n
-        out = [_pct(c.get("accuracy_b")) if with_b else "", _signed(c["delta"]), _p(c["p_value"])]
-        if bio:
-            e = c.get("entity_f1") or {}
-            out += [_signed(e.get("delta")), _p(e.get("p_value"))]
-        return out
-
-    for lang, v in report["languages"].items():
-        row = [lang, str(v["sentences"]), str(v["n"]), _pct(v["accuracy"])]
-        if has_ci:
-            row.append(f"{_pct(v['ci95'][0])}-{_pct(v['ci95'][1])}")
-        if bio:
-            row.append(_pct(v["entity"]["f1"]))
-        t.add_row(*row, *cmp_cells(comp.get(lang), True))
-    for key, name in (("average", "average"), ("average_non_source", "avg non-source")):
-        v = report.get(key)
-        if v:
-            row = [name, str(v["sentences"]), str(v["n"]), _pct(v["accuracy"])] + ([""] if has_ci else [])
-            if bio:
-                row.append(_pct(v["entity"]["f1"]))
-            t.add_row(*row, *cmp_cells(compare.get(key), False), style="bold")
-    log.console().print(t)
-    tables = [("tag", report.get("tags") or {})]
-    if bio:
-        tables.append(("entity type", report["overall"]["entity"].get("types") or {}))
-    for name, rows in tables:
-        tt = Table(title=f"per {name}, all languages", title_justify="left")
-        for col in (name, "precision", "recall", "F1", "support"):
-            tt.add_column(col, justify="left" if col == name else "right")
-        for tag, v in rows.items():
-            tt.add_row(str(tag), _pct(v["precision"]), _pct(v["recall"]), _pct(v["f1"]), str(v["support"]))
-        log.console().print(tt)
-    if report.get("unlabelled"):
-        log.warn(f"{report['unlabelled']} record(s) without tags were predicted but not scored")
-
-
-def _signed(x: Any) -> str:
-    return "" if x is None else f"{100 * x:+.2f}"
-
-
-def _p(x: Any) -> str:
-    return "-" if x is None else f"{x:.3f}"
 
 
 def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Sequence[str], bootstrap: int,
