@@ -158,7 +158,9 @@ def iter_located(
 ) -> Iterator[tuple[str, Record]]:
     """Yield ``("FILE:LINE", record)`` for every JSON object line of `sources` (stdin if empty).
 
-    `validate` may raise `RecordError`; the message is then prefixed with the location. Blank
+    `validate` may raise `RecordError` (a bad record: prefixed with the location, skippable) or
+    `UsageError` (input the stage refuses as a whole, e.g. tagging records where sentences are
+    needed: prefixed with the location, never skipped). Blank
     lines are ignored. With ``on_error="skip"`` bad lines go to `skipped` instead of raising.
     """
     if on_error not in ON_ERROR_CHOICES:
@@ -190,6 +192,8 @@ def iter_located(
                             skipped.add(where, str(exc))
                             continue
                         raise InputError(f"{where}: {exc}") from None
+                    except UsageError as exc:  # input a stage refuses as a whole: never skipped, but located
+                        raise UsageError(f"{where}: {exc}") from None
                     yield where, rec
             except (OSError, EOFError) as exc:
                 if isinstance(exc, BrokenPipeError):
