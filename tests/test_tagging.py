@@ -123,7 +123,7 @@ def test_the_objective_reads_only_first_subwords(tiny_bert):
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from xlt.tagging.encode import encode_words
-    from xlt.tagging.model import tagging_objective
+    from xlt.train.teach import tagging_objective
 
     tok = AutoTokenizer.from_pretrained(tiny_bert)
     torch.manual_seed(0)

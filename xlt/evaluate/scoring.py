@@ -7,13 +7,14 @@ paired tests that resample sentences (its report and tables: xlt.evaluate.taggin
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from xlt import __version__, log
 from xlt.errors import InputError, RecordError, UsageError, XltError
 from xlt.evaluate.metrics import accuracy, bootstrap_ci, macro_f1, paired_bootstrap
 from xlt.evaluate.metrics import round_metric as _round
+from xlt.evaluate.scored import Scored, pct
+from xlt.evaluate.tagging import build_tagging_report, print_tagging_tables
 from xlt.io import dumps
 from xlt.records import Record, check_tags, check_text, check_words, field_langs, infer_fields, is_tagging, record_lang
 from xlt.tagging.metrics import UNCOVERED
@@ -21,21 +22,6 @@ from xlt.tagging.metrics import UNCOVERED
 #: Why a tagger's eval has no language matrix.
 MATRIX_TAGGING = ("--matrix is the premise x hypothesis matrix of cross-lingual pairs (xlt pair --all); "
                   "a tagger's records have one language each: drop --matrix")
-
-
-@dataclass
-class Scored:
-    """What is kept per record: languages, gold index (-1 without label), predictions per model.
-    For a tagger (`tagging`) gold is a list of tag indices (None without tags) and a prediction a
-    list of tag indices, `xlt.tagging.metrics.UNCOVERED` for a word the model could not see."""
-
-    langs: list[str] = field(default_factory=list)
-    pair_langs: list[tuple[str, str]] = field(default_factory=list)
-    gold: list[Any] = field(default_factory=list)
-    preds: list[list[Any]] = field(default_factory=list)
-    unlabelled: int = 0
-    unlabelled_by_lang: dict[str, int] = field(default_factory=dict)
-    tagging: bool = False
 
 
 def score_records(
@@ -207,8 +193,6 @@ def build_report(
     if scored.tagging:
         if matrix:
             raise UsageError(MATRIX_TAGGING)
-        from xlt.evaluate.tagging import build_tagging_report  # lazily: xlt.evaluate.tagging imports this module
-
         return build_tagging_report(scored, labels=labels, source_langs=source_langs, bootstrap=bootstrap, seed=seed,
                                     signature=signature)
     n_classes = len(labels)
@@ -346,7 +330,6 @@ def print_tables(report: dict[str, Any]) -> None:
     if log.state.quiet:
         return
     if report.get("task") == "tagging":
-        from xlt.evaluate.tagging import print_tagging_tables  # lazily: xlt.evaluate.tagging imports this module
 
         print_tagging_tables(report)
         return
@@ -363,17 +346,17 @@ def print_tables(report: dict[str, Any]) -> None:
             return []
         if not c:
             return ["", "", ""]
-        return [_pct(c.get("accuracy_b")) if with_b else "", f"{100 * c['delta']:+.2f}", f"{c['p_value']:.3f}"]
+        return [pct(c.get("accuracy_b")) if with_b else "", f"{100 * c['delta']:+.2f}", f"{c['p_value']:.3f}"]
 
     for lang, v in report["languages"].items():
-        row = [lang, str(v["n"]), _pct(v["accuracy"]), _pct(v["macro_f1"])]
+        row = [lang, str(v["n"]), pct(v["accuracy"]), pct(v["macro_f1"])]
         if has_ci:
-            row.append(f"{_pct(v['ci95'][0])}-{_pct(v['ci95'][1])}")
+            row.append(f"{pct(v['ci95'][0])}-{pct(v['ci95'][1])}")
         t.add_row(*row, *cmp_cells(comp.get(lang), True))
     for key, name in (("average", "average"), ("average_non_source", "avg non-source")):
         v = report.get(key)
         if v:
-            row = [name, str(v["n"]), _pct(v["accuracy"]), _pct(v["macro_f1"])] + ([""] if has_ci else [])
+            row = [name, str(v["n"]), pct(v["accuracy"]), pct(v["macro_f1"])] + ([""] if has_ci else [])
             t.add_row(*row, *cmp_cells(compare.get(key), False), style="bold")
     log.console().print(t)
     m = report.get("matrix")
@@ -383,14 +366,10 @@ def print_tables(report: dict[str, Any]) -> None:
         for h in m["hypothesis_langs"]:
             mt.add_column(h, justify="right")
         for p, row in zip(m["premise_langs"], m["accuracy"]):
-            mt.add_row(p, *[_pct(x) for x in row])
+            mt.add_row(p, *[pct(x) for x in row])
         log.console().print(mt)
     if report.get("unlabelled"):
         log.warn(f"{report['unlabelled']} record(s) without a label were predicted but not scored")
-
-
-def _pct(x: Any) -> str:
-    return "-" if x is None else f"{100 * x:.2f}"
 
 
 def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Sequence[str], bootstrap: int,

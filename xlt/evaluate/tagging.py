@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from xlt import log
 from xlt.evaluate.metrics import bootstrap_ci, macro_f1, paired_bootstrap
 from xlt.evaluate.metrics import round_metric as _round
-from xlt.evaluate.scoring import Scored, _pct
+from xlt.evaluate.scored import Scored, pct
 from xlt.tagging.metrics import UNCOVERED, SentenceCounts, entity_report, is_bio, sentence_counts, tag_table
 
 if TYPE_CHECKING:
@@ -239,18 +239,18 @@ def _language_table(report: dict[str, Any]) -> Table:
     for col in cols:
         t.add_column(col, justify="left" if col == "language" else "right")
     for lang, v in report["languages"].items():
-        row = [lang, str(v["sentences"]), str(v["n"]), _pct(v["accuracy"])]
+        row = [lang, str(v["sentences"]), str(v["n"]), pct(v["accuracy"])]
         if has_ci:
-            row.append(f"{_pct(v['ci95'][0])}-{_pct(v['ci95'][1])}")
+            row.append(f"{pct(v['ci95'][0])}-{pct(v['ci95'][1])}")
         if bio:
-            row.append(_pct(v["entity"]["f1"]))
+            row.append(pct(v["entity"]["f1"]))
         t.add_row(*row, *_compare_cells(comp.get(lang), with_b=True, compared=bool(comp), bio=bio))
     for key, name in (("average", "average"), ("average_non_source", "avg non-source")):
         v = report.get(key)
         if v:
-            row = [name, str(v["sentences"]), str(v["n"]), _pct(v["accuracy"])] + ([""] if has_ci else [])
+            row = [name, str(v["sentences"]), str(v["n"]), pct(v["accuracy"])] + ([""] if has_ci else [])
             if bio:
-                row.append(_pct(v["entity"]["f1"]))
+                row.append(pct(v["entity"]["f1"]))
             t.add_row(*row, *_compare_cells(compare.get(key), with_b=False, compared=bool(comp), bio=bio), style="bold")
     return t
 
@@ -263,7 +263,7 @@ def _compare_cells(c: dict[str, Any] | None, *, with_b: bool, compared: bool, bi
     n = 5 if bio else 3
     if not c:
         return [""] * n
-    out = [_pct(c.get("accuracy_b")) if with_b else "", _signed(c["delta"]), _p(c["p_value"])]
+    out = [pct(c.get("accuracy_b")) if with_b else "", _signed(c["delta"]), _p(c["p_value"])]
     if bio:
         e = c.get("entity_f1") or {}
         out += [_signed(e.get("delta")), _p(e.get("p_value"))]
@@ -278,7 +278,7 @@ def _score_table(name: str, rows: dict[str, Any]) -> Table:
     for col in (name, "precision", "recall", "F1", "support"):
         tt.add_column(col, justify="left" if col == name else "right")
     for tag, v in rows.items():
-        tt.add_row(str(tag), _pct(v["precision"]), _pct(v["recall"]), _pct(v["f1"]), str(v["support"]))
+        tt.add_row(str(tag), pct(v["precision"]), pct(v["recall"]), pct(v["f1"]), str(v["support"]))
     return tt
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xlt.errors import UsageError
-from xlt.train.data import collate
+from xlt.train.batch import collate
 
 Words = Sequence[str]
 

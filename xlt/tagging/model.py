@@ -77,25 +77,6 @@ def run_word_model(model: Any, encoded: WordEncoded, *, pad_id: int, batch_size:
     return WordOutputs(logits, covered, vectors if hidden else None)
 
 
-def tagging_objective(robust: Any = None) -> Any:
-    """Cross-entropy of each covered word's first-subword logits against its gold tag (words
-    without a gold tag, -100, are left out); with `robust`, on perturbed input embeddings."""
-    import torch.nn.functional as F
-
-    from xlt.train.run import model_loss
-
-    def objective(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
-        labels = batch["labels"].masked_fill(~batch["word_mask"], -100)
-
-        def loss(out: Any) -> Any:
-            lg = word_logits(out.logits.float(), batch["word_pos"])
-            return F.cross_entropy(lg.reshape(-1, lg.shape[-1]), labels.reshape(-1), ignore_index=-100)
-
-        return model_loss(model, batch, loss, robust=robust), {}
-
-    return objective
-
-
 def pad_words(rows: Sequence[Sequence[Any]], *, fill: float, dtype: Any) -> Any:
     """Per-example per-word values (lists of ints, or of vectors) -> one [N, W(, C)] tensor,
     padded with `fill`; batches cut it to their own width."""

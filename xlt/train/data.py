@@ -13,6 +13,7 @@ from typing import Any
 from xlt.errors import InputError, RecordError, UsageError
 from xlt.io import SkipReport, iter_located
 from xlt.records import Record, check_tags, check_text, infer_fields, is_tagging, record_lang
+from xlt.train.batch import collate
 
 
 def label_key(value: Any) -> str:
@@ -244,22 +245,3 @@ def sorted_batches(lengths: Sequence[int], *, batch_size: int) -> list[list[int]
     """Inference batches sorted by length (longest first, so memory peaks early)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
-
-
-def collate(ids: Sequence[Sequence[int]], *, pad_id: int, type_ids: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
-    """Pad a batch of token id lists to its own longest member (dynamic padding)."""
-    import torch
-
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, seq in enumerate(ids):
-        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    batch = {"input_ids": input_ids, "attention_mask": mask}
-    if type_ids is not None:
-        tt = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, seq in enumerate(type_ids):
-            tt[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        batch["token_type_ids"] = tt
-    return batch

@@ -29,8 +29,6 @@ def teach(train_files: Sequence[str] | None, *, model: str, run: RunOptions) -> 
         return BuiltModel(net, tokenizer, {"base_model": model, "base_model_resolved": resolved})
 
     if tagging:
-        from xlt.tagging.model import tagging_objective
-
         objective = tagging_objective(run.robust)
     else:
         objective = classification_objective(run.robust)
@@ -46,5 +44,24 @@ def classification_objective(robust: Any = None) -> Objective:
     def objective(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
         labels = batch["labels"]
         return model_loss(model, batch, lambda out: F.cross_entropy(out.logits.float(), labels), robust=robust), {}
+
+    return objective
+
+
+def tagging_objective(robust: Any = None) -> Objective:
+    """Cross-entropy of each covered word's first-subword logits against its gold tag (words
+    without a gold tag, -100, are left out); with `robust`, on perturbed input embeddings."""
+    import torch.nn.functional as F
+
+    from xlt.tagging.model import word_logits
+
+    def objective(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+        labels = batch["labels"].masked_fill(~batch["word_mask"], -100)
+
+        def loss(out: Any) -> Any:
+            lg = word_logits(out.logits.float(), batch["word_pos"])
+            return F.cross_entropy(lg.reshape(-1, lg.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+        return model_loss(model, batch, loss, robust=robust), {}
 
     return objective
