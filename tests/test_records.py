@@ -14,7 +14,9 @@ SINGLE = {"id": "t-1", "lang": "en", "text": "great film"}
 
 
 def test_shapes():
-    assert SHAPES == {"nli": ("premise", "hypothesis"), "paraphrase": ("sentence1", "sentence2"), "single": ("text",)}
+    assert SHAPES == {"nli": ("premise", "hypothesis"), "paraphrase": ("sentence1", "sentence2"), "tagging": ("tokens",),
+                      "single": ("text",)}
+    assert list(SHAPES) == ["nli", "paraphrase", "tagging", "single"]  # tagging before single: UD records keep `text`
 
 
 @pytest.mark.parametrize("spec, fields", [
@@ -25,6 +27,7 @@ def test_shapes():
     (" nli ", ("premise", "hypothesis")),
     ("paraphrase", ("sentence1", "sentence2")),
     ("single", ("text",)),
+    ("tagging", ("tokens",)),
     ("premise,hypothesis", ("premise", "hypothesis")),
     (" question , answer ", ("question", "answer")),
     ("review", ("review",)),

@@ -103,11 +103,13 @@ class TorchEngine(ModelDir):
 
 
 def _load_adapter_classifier(path: str, *, option: str = "--model") -> tuple[Any, Any, dict[str, Any]]:
-    """The classifier of a peft adapter dir: its base model (`base_model_name_or_path`, resolved
-    like any --model) with the adapter loaded and merged, the tokenizer (the adapter dir's, else
+    """The classifier (or tagger) of a peft adapter dir: its base model (`base_model_name_or_path`,
+    resolved like any --model) with the adapter loaded and merged, the tokenizer (the adapter dir's, else
     the base's) and the dir's manifest (an adapter xlt wrote carries the checkpoint's)."""
     from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    from xlt.records import is_tagging
 
     from xlt.hf import safe_load_kwargs
     from xlt.io import load_json
@@ -128,8 +130,10 @@ def _load_adapter_classifier(path: str, *, option: str = "--model") -> tuple[Any
         config.num_labels = len(labels)
         config.id2label = {i: str(name) for i, name in enumerate(labels)}
         config.label2id = {name: i for i, name in config.id2label.items()}
-    model = AutoModelForSequenceClassification.from_pretrained(base, config=config, ignore_mismatched_sizes=True,
-                                                               **safe_load_kwargs(base, option=option))
+    # a tagger's adapter (xlt writes the checkpoint's manifest into it; peft's task type otherwise)
+    tagging = is_tagging(manifest.get("fields")) or adapter.get("task_type") == "TOKEN_CLS"
+    auto = AutoModelForTokenClassification if tagging else AutoModelForSequenceClassification
+    model = auto.from_pretrained(base, config=config, ignore_mismatched_sizes=True, **safe_load_kwargs(base, option=option))
     _check_adapter_has_head(path, option=option)
     model = PeftModel.from_pretrained(model, path).merge_and_unload()
     has_tokenizer = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json"))
