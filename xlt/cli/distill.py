@@ -17,11 +17,12 @@ def distill_cli(
     student_arch: Annotated[Optional[str], typer.Option("--student-arch", help="Or a small student trained from scratch: transformer, bilstm or cnn (~5 M parameters, BPE vocabulary from the distillation text).")] = None,
     vocab_size: Annotated[int, typer.Option("--vocab-size", min=16, help="BPE vocabulary size of a --student-arch student.")] = 10000,
     objective: Annotated[str, typer.Option("--objective", help="Weighted terms: kd, mse, hidden-kl, ce, pseudo; e.g. `kd=1,ce=0.5` or `ce=1,hidden-kl=0.1` (BERT-KLD's lambda is the hidden-kl weight).")] = "kd",
-    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Frozen teacher run on each record's `src` view (instead of stored soft labels; needed for hidden-kl unless soft-label --hidden was used). For XD it may be the student's own starting checkpoint.")] = None,
+    teacher: Annotated[Optional[list[str]], typer.Option("--teacher", help="Frozen teacher run on each record's `src` view (instead of stored soft labels; needed for hidden-kl unless soft-label --hidden was used). For XD it may be the student's own starting checkpoint. More than once: an ensemble (the mean of the teachers' logits).")] = None,
     teacher_view: Annotated[str, typer.Option("--teacher-view", help="What --teacher reads: auto (`src` when present), src, self.")] = "auto",
     temperature: Annotated[float, typer.Option("--temperature", parser=common.finite, help="kd temperature T (loss scaled by T^2; MONOX-KD uses 0.1).")] = 1.0,
     min_confidence: Annotated[float, typer.Option("--min-confidence", parser=common.finite, help="pseudo: keep teacher argmax labels only at or above this probability (0 keeps all).")] = 0.0,
     balance: Annotated[bool, typer.Option("--balance", help="pseudo: weight kept examples so every pseudo-class counts equally.")] = False,
+    gold_langs: Annotated[Optional[str], typer.Option("--gold-langs", help="Read gold labels (ce, and the label set) only from records in these languages, comma-separated (e.g. `en`): every other record's label is dropped unread, so parallel target-language text with labels cannot leak into training.")] = None,
     dev: t.Dev = None,
     labels: t.Labels = None,
     fields: common.Fields = None,
@@ -81,7 +82,7 @@ def distill_cli(
                             lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                             lora_targets=lora_targets, report_to=report_to, tracking_dir=tracking_dir)
         distill(files, run=run, objective=objective, student=student, student_arch=student_arch, vocab_size=vocab_size,
-                teacher=teacher, teacher_view=teacher_view, temperature=temperature, min_confidence=min_confidence,
+                teacher=teacher or None, teacher_view=teacher_view, gold_langs=gold_langs, temperature=temperature, min_confidence=min_confidence,
                 balance=balance)
 
 

@@ -11,7 +11,7 @@ from xlt.cli import common
 
 def soft_label_cli(
     files: common.Files = None,
-    teacher: Annotated[str, typer.Option("--teacher", help="Teacher checkpoint (from xlt teach) or any sequence-classification model; a tagger (token classifier) for tagging records.")] = ...,
+    teacher: Annotated[list[str], typer.Option("--teacher", help="Teacher checkpoint (from xlt teach) or any sequence-classification model; a tagger (token classifier) for tagging records. Give it more than once for an ensemble: the mean of the teachers' logits (e.g. seeds of one model).")] = ...,
     view: Annotated[str, typer.Option("--view", help="Which text the teacher reads: auto (the `src` view when present, else the record), src, self.")] = "auto",
     temperature: Annotated[float, typer.Option("--temperature", parser=common.finite, help="Softmax temperature of the stored probabilities (logits are stored too).")] = 1.0,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also store the teacher's final first-token ([CLS]) hidden vector (for distill's hidden-kl); a tagger's per word.")] = False,
@@ -43,20 +43,28 @@ def soft_label_cli(
     xlt cache; other models run in torch. int8 trades exactness for speed: ~98.8 % argmax agreement
     with the teacher's float32 outputs on XNLI (RESULTS.md); --compute-type float32 gives them exactly.
 
+    Several --teacher models make an ensemble: `teacher.logits` is the mean of their logits
+    (each in the first teacher's label order), `probs` its softmax; --hidden takes one teacher.
+
     Example: xlt pair --src en dev.*.jsonl | xlt soft-label --teacher en.ckpt | xlt distill --student me5-small --out st.ckpt -
     """
     with common.stage("soft-label", output=output, force=force, quiet=quiet, verbose=verbose) as run:
         from xlt import log
         from xlt.distill.softlabel import ViewCheck, soft_label
-        from xlt.inference.classifier import Classifier
+        from xlt.inference.ensemble import load_teacher
         from xlt.io import iter_located, parse_shard, take_shard
         from xlt.records import parse_fields
 
         shard_spec = parse_shard(shard)
         chosen = parse_fields(fields)
         ViewCheck(view, chosen)  # a bad --view fails before the teacher loads
-        clf = Classifier(teacher, device=device, batch_size=batch_size, max_length=max_length, option="--teacher",
-                         engine=engine, compute_type=compute_type, threads=threads, rescore_margin=rescore_margin)
+        if hidden and len(teacher) > 1:
+            from xlt.errors import UsageError
+
+            raise UsageError("--hidden stores one teacher's vectors: an ensemble of teachers has no one vector "
+                             "space (give one --teacher)")
+        clf = load_teacher(teacher, device=device, batch_size=batch_size, max_length=max_length, engine=engine,
+                           compute_type=compute_type, threads=threads, rescore_margin=rescore_margin)
         check = ViewCheck(view, chosen, teacher=clf)
         located = take_shard(iter_located(files, validate=check, on_error=on_error, skipped=run.skipped), shard_spec)
         records = soft_label(log.track(located, description="soft-label"), clf, which=view,
@@ -65,10 +73,11 @@ def soft_label_cli(
         run.after(lambda: _log_done(n_out, teacher, clf))
 
 
-def _log_done(n_out: int, teacher: str, clf: Any) -> None:
+def _log_done(n_out: int, teacher: list[str], clf: Any) -> None:
     from xlt import log
 
-    log.info(f"labelled {n_out} record(s) with {teacher} ({clf.engine_name})")
+    what = teacher[0] if len(teacher) == 1 else f"the mean logits of {len(teacher)} teachers ({', '.join(teacher)})"
+    log.info(f"labelled {n_out} record(s) with {what} ({clf.engine_name})")
     note = clf.engine_note()
     if note:
         log.info(note)

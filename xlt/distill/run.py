@@ -112,7 +112,12 @@ def _online_teacher(corpus: Corpus, clf: Any, *, which: str, need_hidden: bool,
             raise InputError(f"record {ex.index + 1}: {exc}") from None
         texts.append(tuple(v[f] for f in fields))
     log.info(f"running the teacher {clf.path} on {len(texts)} {'source views' if which != 'self' else 'records'}")
-    out = clf.predict(texts, hidden=need_hidden)
+    from xlt.inference.unique import UniqueRuns
+
+    runs = UniqueRuns(clf, limit=len(texts))  # parallel records share their src view: each is run once
+    out = runs.predict(texts, hidden=need_hidden)
+    if runs.note():
+        log.info(str(runs.note()))
     if tagging and out.uncovered():  # refused while reading (ViewCheck); a tokenizer-less engine gets here
         raise InputError(f"--teacher {clf.path} saw no subword of {out.uncovered()} word(s) (past its max length "
                          f"{clf.max_length}): per-word teacher outputs need every word")
@@ -139,30 +144,35 @@ def _online_teacher(corpus: Corpus, clf: Any, *, which: str, need_hidden: bool,
     return TeacherSignals(tensors, tl, clf.digest, clf.source_langs, teacher_base(clf))
 
 
-def _read_with_signals(files: Sequence[str] | None, run: RunOptions, needs: Collection[str], *, teacher: str | None,
-                       teacher_view: str, objective: str) -> tuple[Corpus, TeacherSignals]:
-    """The records, and the teacher signals the objective needs: run `teacher` on them, or take
-    what they carry; without either, only the teacher's base encoder recorded in them."""
+def _read_with_signals(files: Sequence[str] | None, run: RunOptions, needs: Collection[str], *,
+                       teacher: Sequence[str] | None, teacher_view: str, objective: str,
+                       gold_langs: Collection[str] | None = None) -> tuple[Corpus, TeacherSignals]:
+    """The records, and the teacher signals the objective needs: run `teacher` (one model, or
+    several as an ensemble) on them, or take what they carry; without either, only the teacher's
+    base encoder recorded in them. `gold_langs`: only their records keep gold labels."""
     need_hidden = "student_hidden" in needs
     need_teacher = bool(set(needs) & {"teacher", "teacher_logits", "teacher_hidden"})
-    stored = TeacherCheck(run.labels, need_hidden=need_hidden, fields=run.fields) if need_teacher and teacher is None else None
+    stored = TeacherCheck(run.labels, need_hidden=need_hidden, fields=run.fields) if need_teacher and not teacher else None
     clf = None
     check: Any = stored
-    if need_teacher and teacher is not None:
-        from xlt.inference.classifier import Classifier
+    if need_teacher and teacher:
+        from xlt.inference.ensemble import load_teacher
 
-        clf = Classifier(teacher, device=run.cfg.device, batch_size=64, option="--teacher")
+        if need_hidden and len(teacher) > 1:
+            raise UsageError("objective hidden-kl compares vectors with one teacher's: an ensemble of teachers has "
+                             "no one vector space (give one --teacher)")
+        clf = load_teacher(teacher, device=run.cfg.device, batch_size=64)
         if clf.tagging:  # the views it reads are checked while reading: FILE:LINE, --on-error skip
             check = ViewCheck(teacher_view, run.fields, teacher=clf)
     corpus = run.read(files, need_label=False, extra_keys=("teacher", "src", "langs"), allow_one_label=True,
-                      check=check)
+                      check=check, gold_langs=gold_langs)
     if clf is not None:
         return corpus, _online_teacher(corpus, clf, which=teacher_view, need_hidden=need_hidden, labels=run.labels)
     if stored is not None:
         return corpus, _stored_teacher(corpus, stored, labels=run.labels, need_hidden=need_hidden,
                                        need_logits="teacher_logits" in needs, objective=objective)
     base = None
-    if teacher is None:
+    if not teacher:
         base = next((ex.extra["teacher"].get("base") for ex in corpus.examples
                      if isinstance(ex.extra.get("teacher"), dict) and isinstance(ex.extra["teacher"].get("base"), str)), None)
     return corpus, TeacherSignals(labels=run.labels, base=base)
@@ -243,6 +253,16 @@ def _pseudo_label_report(corpus: Corpus, labels: LabelSet, tensors: dict[str, An
     return report
 
 
+def _gold_langs(value: str | Collection[str] | None) -> set[str] | None:
+    """`--gold-langs`: a set of language codes (comma-separated or a list), None for every language."""
+    if value is None:
+        return None
+    langs = {x.strip() for x in (value.split(",") if isinstance(value, str) else value) if x.strip()}
+    if not langs:
+        raise UsageError("--gold-langs needs one or more language codes, e.g. --gold-langs en")
+    return langs
+
+
 def distillation_objective(combined: Any, *, teacher_keys: Collection[str], use_labels: bool, need_hidden: bool,
                            robust: Any = None, tagging: bool = False) -> Objective:
     """`combined` (a `CombinedObjective`) on the student's outputs and the batch's teacher tensors
@@ -293,13 +313,16 @@ def distill(
     student: str | None = None,
     student_arch: str | None = None,
     vocab_size: int = 10000,
-    teacher: str | None = None,
+    teacher: str | Sequence[str] | None = None,
     teacher_view: str = "auto",
     temperature: float = 1.0,
     min_confidence: float = 0.0,
     balance: bool = False,
+    gold_langs: str | Collection[str] | None = None,
 ) -> TrainResult:
-    """Train a student on records and write the checkpoint directory `run.out`."""
+    """Train a student on records and write the checkpoint directory `run.out`. `teacher`: one
+    frozen model or several (an ensemble: their mean logits); `gold_langs` (a list, or comma-
+    separated): only records in these languages keep their gold labels."""
     run.check()  # before reading the records and running the teacher
     from xlt.distill.losses import CombinedObjective
 
@@ -308,11 +331,13 @@ def distill(
     if run.lora is not None and student_arch is not None:
         raise UsageError(f"--peft lora adapts a pretrained encoder student; a --student-arch {student_arch} student "
                          "is trained from scratch: drop --peft lora, or use --student")
+    teachers = [teacher] if isinstance(teacher, str) else list(teacher or [])
+    golds = _gold_langs(gold_langs)
     combined = CombinedObjective(objective, temperature=temperature, min_confidence=min_confidence, balance=balance)
     needs, spec = combined.needs, combined.describe()
     need_hidden = "student_hidden" in needs
-    corpus, signals = _read_with_signals(files, run, needs, teacher=teacher, teacher_view=teacher_view,
-                                         objective=spec["objective"])
+    corpus, signals = _read_with_signals(files, run, needs, teacher=teachers, teacher_view=teacher_view,
+                                         objective=spec["objective"], gold_langs=golds)
     if student is None and student_arch is None:
         from xlt.models.builtin import DEFAULT_MODEL
 
@@ -335,8 +360,9 @@ def distill(
                          max_length=run.max_length, pooled_size=pooled)
         source_langs = distill_source_langs(corpus, student_dir=built.about["student_resolved"], teacher_langs=signals.langs,
                                             teacher_used=teacher_used, teacher_view=teacher_view, gold_used="labels" in needs)
-        built.about.update({"teacher": teacher, "teacher_digest": signals.digest,
-                            "teacher_view": teacher_view if teacher else None, "objective": spec,
+        built.about.update({"teacher": (teachers[0] if len(teachers) == 1 else teachers) or None,
+                            "teacher_digest": signals.digest, "teacher_view": teacher_view if teachers else None,
+                            "gold_langs": sorted(golds) if golds is not None else None, "objective": spec,
                             "source_langs": source_langs, "pseudo_labels": report.to_dict() if report is not None else None})
         return built
 

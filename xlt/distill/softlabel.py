@@ -142,7 +142,10 @@ def soft_label(
 
     from xlt.inference.types import softmax
 
+    from xlt.inference.unique import UniqueRuns
+
     check = check or ViewCheck(which, fields, teacher=teacher)  # the reader's own, when it validated with one
+    runs = UniqueRuns(teacher)  # parallel records share their src view: the teacher reads each once
     if not math.isfinite(temperature) or temperature <= 0:
         raise UsageError(f"--temperature must be a finite number > 0, not {temperature}")
     labels = teacher.labels.values
@@ -155,7 +158,7 @@ def soft_label(
         return [rounded(r) for r in x] if x.ndim > 1 else [round(float(v), digits) for v in x]
 
     def flush() -> Iterator[Record]:
-        out = teacher.predict(texts, hidden=hidden)
+        out = runs.predict(texts, hidden=hidden)
         # per record: logits [C] (or [W, C] per word), the same rows of hidden vectors
         logits = list(out.logits)
         vectors = list(out.hidden) if hidden else None
@@ -199,6 +202,10 @@ def soft_label(
             yield from flush()
     if buf:
         yield from flush()
+    if runs.note():
+        from xlt import log
+
+        log.info(str(runs.note()))
 
 
 class TeacherCheck:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from xlt import log
 from xlt.errors import InputError, RecordError, UsageError
 from xlt.io import SkipReport, iter_located
 from xlt.records import Record, check_tags, check_text, infer_fields, is_tagging, record_lang
@@ -127,6 +128,7 @@ def read_labelled(
     extra_keys: Sequence[str] = (),
     allow_one_label: bool = False,
     check: Callable[[Record], None] | None = None,
+    gold_langs: Collection[str] | None = None,
 ) -> Corpus:
     """Read every record of `sources` into examples (training needs all of its input).
 
@@ -135,9 +137,15 @@ def read_labelled(
     of tags.
     Keys in `extra_keys` (e.g. `teacher`, `src`) are kept per example for distillation. `check`
     validates what else a stage needs of each record (raising RecordError), so such errors name
-    FILE:LINE and `--on-error skip` skips them.
+    FILE:LINE and `--on-error skip` skips them. With `gold_langs`, only records in those languages
+    keep their gold label (or tags): every other record's is dropped as it is read, never checked,
+    counted or used (distill --gold-langs: labelled target-language text cannot leak in).
     """
     chosen = fields
+    dropped = 0
+
+    def gold_of(rec: Record) -> bool:
+        return gold_langs is None or record_lang(rec) in gold_langs
     raw: list[tuple[tuple[str, ...], Any, str, dict[str, Any]]] = []
     digest = DigestingSource()
 
@@ -147,7 +155,7 @@ def read_labelled(
             chosen = infer_fields(rec)
         check_text(rec, chosen)
         if is_tagging(chosen):
-            if need_label or rec.get("tags") is not None:
+            if need_label or (rec.get("tags") is not None and gold_of(rec)):
                 check_tags(rec, has=labels.has if labels is not None else None)
         elif need_label:
             if "label" not in rec or rec["label"] is None:
@@ -164,10 +172,15 @@ def read_labelled(
         assert chosen is not None
         extra = {k: rec[k] for k in extra_keys if k in rec}
         gold = rec.get("tags") if is_tagging(chosen) else rec.get("label")
+        if gold is not None and not gold_of(rec):
+            gold, dropped = None, dropped + 1
         extra["_label"] = gold
         raw.append((tuple(rec[f] for f in chosen), gold, record_lang(rec), extra))
     if not raw:
         raise InputError(f"{', '.join(sources or ['<stdin>'])}: no records")
+    if dropped:
+        log.info(f"gold labels ignored on {dropped} record(s) outside the gold languages "
+                 f"({', '.join(sorted(gold_langs or ()))})")
     tagging = is_tagging(chosen)
     labelset = labels or LabelSet.from_values(
         (t for r in raw if r[1] is not None for t in r[1]) if tagging else (r[1] for r in raw if r[1] is not None))
