@@ -218,3 +218,16 @@ def test_soft_label_runs_a_shared_src_view_once(tiny_classifier, parallel, tmp_p
     alone = teacher_logits(tiny_classifier, parallel["src"])
     assert all(dict(zip(x["teacher"]["labels"], x["teacher"]["logits"])) == pytest.approx(alone[x["id"]], abs=2e-6)
                for x in recs)
+
+
+def test_a_teacher_path_string_is_one_teacher_at_every_entry_point(teachers):
+    """The library takes `teacher` as one path or a list of them; a string is never split into its
+    characters (a path of one character, "/", used to be what a string became)."""
+    from xlt.inference.classifier import Classifier
+    from xlt.inference.ensemble import load_teacher, teacher_paths
+
+    a, b = teachers
+    assert teacher_paths(a) == [a] and teacher_paths([a, b]) == [a, b] and teacher_paths(None) == []
+    one = load_teacher(a, device="cpu")
+    assert isinstance(one, Classifier) and one.path == a
+    assert load_teacher([a, b], device="cpu").digest.startswith("ensemble:")

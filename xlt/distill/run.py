@@ -24,6 +24,7 @@ from typing import Any
 from xlt import log
 from xlt.distill.softlabel import TeacherCheck, ViewCheck, teacher_base
 from xlt.errors import InputError, UsageError, XltError
+from xlt.inference.ensemble import load_teacher, teacher_paths
 from xlt.records import is_tagging, record_lang
 from xlt.train.data import Corpus, LabelSet
 from xlt.train.loop import Objective, TrainResult
@@ -145,19 +146,18 @@ def _online_teacher(corpus: Corpus, clf: Any, *, which: str, need_hidden: bool,
 
 
 def _read_with_signals(files: Sequence[str] | None, run: RunOptions, needs: Collection[str], *,
-                       teacher: Sequence[str] | None, teacher_view: str, objective: str,
+                       teacher: str | Sequence[str] | None, teacher_view: str, objective: str,
                        gold_langs: Collection[str] | None = None) -> tuple[Corpus, TeacherSignals]:
     """The records, and the teacher signals the objective needs: run `teacher` (one model, or
     several as an ensemble) on them, or take what they carry; without either, only the teacher's
     base encoder recorded in them. `gold_langs`: only their records keep gold labels."""
+    teacher = teacher_paths(teacher)
     need_hidden = "student_hidden" in needs
     need_teacher = bool(set(needs) & {"teacher", "teacher_logits", "teacher_hidden"})
     stored = TeacherCheck(run.labels, need_hidden=need_hidden, fields=run.fields) if need_teacher and not teacher else None
     clf = None
     check: Any = stored
     if need_teacher and teacher:
-        from xlt.inference.ensemble import load_teacher
-
         if need_hidden and len(teacher) > 1:
             raise UsageError("objective hidden-kl compares vectors with one teacher's: an ensemble of teachers has "
                              "no one vector space (give one --teacher)")
@@ -331,7 +331,7 @@ def distill(
     if run.lora is not None and student_arch is not None:
         raise UsageError(f"--peft lora adapts a pretrained encoder student; a --student-arch {student_arch} student "
                          "is trained from scratch: drop --peft lora, or use --student")
-    teachers = [teacher] if isinstance(teacher, str) else list(teacher or [])
+    teachers = teacher_paths(teacher)
     golds = _gold_langs(gold_langs)
     combined = CombinedObjective(objective, temperature=temperature, min_confidence=min_confidence, balance=balance)
     needs, spec = combined.needs, combined.describe()

@@ -89,11 +89,17 @@ class Ensemble:
         return WordOutputs(logits, covered)
 
 
-def load_teacher(paths: Sequence[str], *, option: str = "--teacher", **run: Any) -> Any:
+def teacher_paths(teacher: str | Sequence[str] | None) -> list[str]:
+    """`--teacher` as a list: one path (a string is one path, never its characters) or several."""
+    return [teacher] if isinstance(teacher, str) else list(teacher or [])
+
+
+def load_teacher(paths: str | Sequence[str], *, option: str = "--teacher", **run: Any) -> Any:
     """One `Classifier` for one path, an `Ensemble` of them for several (`run`: Classifier's
     keyword options, shared by every member)."""
     from xlt.inference.classifier import Classifier
 
+    paths = teacher_paths(paths)
     if not paths:
         raise UsageError(f"{option} is required")
     members = [Classifier(p, option=option, **run) for p in paths]
