@@ -1,6 +1,7 @@
 """LoRA (`--peft lora`, xlt.train.lora) and experiment tracking (`--report-to`, xlt.train.tracking):
 only adapters and the head train, the merged checkpoint and its adapter dir agree, resume is
-exact, TensorBoard files hold the scalars, and options that would do nothing are refused."""
+exact, TensorBoard, wandb (offline) and MLflow (local store) runs hold the scalars, and options
+that would do nothing are refused."""
 
 from __future__ import annotations
 
@@ -185,3 +186,45 @@ def test_meaningless_lora_and_tracking_options_are_refused(tiny_bert, files, tmp
     assert r.returncode == 2, err
     assert err.count("\n") == 1 and message in err, err
     assert not os.path.exists(tmp_path / "o")
+
+
+@pytest.mark.parametrize("tracker", ["wandb", "mlflow"])
+def test_wandb_offline_and_mlflow_local_runs_hold_train_and_dev_metrics(tracker, tiny_bert, files, tmp_path):
+    """Weights & Biases in offline mode writes its run under OUT/runs/ (it moves into the
+    checkpoint); MLflow without MLFLOW_TRACKING_URI writes the SQLite store OUT/runs/mlflow.db, and
+    `eval --report-to mlflow --tracking-dir` the accuracy table; stdout stays empty."""
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "MLFLOW_TRACKING_URI": "", "HOME": str(tmp_path)}
+    out = tmp_path / "ck"
+    r = run_xlt("teach", files["train"], "--model", tiny_bert, "--out", str(out), "--dev", files["dev"], "--max-steps", "4",
+                "--batch-size", "16", "--eval-every", "2", "--log-every", "1", "--report-to", tracker, "--device", "cpu",
+                env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout == b""
+    runs = out / "runs"
+    if tracker == "wandb":
+        # the run's record log (wandb-core's binary format: protobuf records) names every metric logged
+        (log,) = runs.glob("wandb/offline-run-*/run-*.wandb")
+        data = log.read_bytes()
+        for key in (b"train/loss", b"train/lr", b"dev/accuracy", b"dev/languages/fr", b"freeze_embeddings"):
+            assert key in data, key
+        return
+    import mlflow
+
+    def metrics(db: str, experiment: str) -> tuple[dict, dict]:
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+        (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+        return run.data.params, {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)]
+                                 for k in run.data.metrics}
+
+    params, hist = metrics(str(runs / "mlflow.db"), "teach")
+    assert params["lr"] and params["kind"] == "teach"
+    assert [s for s, _ in hist["train/loss"]] == [1, 2, 3, 4]
+    assert [s for s, _ in hist["dev/accuracy"]] == [2, 4] and "dev/languages/fr" in hist
+    assert hist["dev/accuracy"][-1][1] == pytest.approx(json.loads((out / "xlt.json").read_text())["dev"]["history"][-1]["accuracy"])
+    logs = tmp_path / "ml"
+    r = run_xlt("eval", "--model", str(out), files["dev"], "--report-to", "mlflow", "--tracking-dir", str(logs), "--quiet",
+                env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    report = json.loads(r.stdout)
+    _, hist = metrics(str(logs / "mlflow.db"), "eval")
+    assert hist["eval/accuracy/fr"] == [(0, pytest.approx(report["languages"]["fr"]["accuracy"]))]

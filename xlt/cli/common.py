@@ -88,8 +88,8 @@ Engine = Annotated[str, typer.Option("--engine", help="torch, ct2 (CTranslate2 e
 EngineComputeType = Annotated[Optional[str], typer.Option("--compute-type", help="CTranslate2 compute type (int8, int8_float32, int8_float16, float16, bfloat16, float32). Default: eval float32 (the model's own outputs; on GPU too until float16's agreement is measured >= 99.9 %); soft-label int8 on CPU (near-ties re-scored, ~98.8 % argmax agreement with float32), float16 on GPU.")]
 EngineThreads = Annotated[int, typer.Option("--threads", min=0, help="CPU threads (CTranslate2 intra-op threads, or torch's); 0: every core this process may use for ct2, torch's default for torch.")]
 # Experiment tracking (teach, distill, eval): xlt.train.tracking, through accelerate's trackers
-ReportTo = Annotated[str, typer.Option("--report-to", help="Experiment tracker: none, tensorboard (needs `pip install 'xlt[tracking]'`), wandb or mlflow (passed to accelerate; configure them as their docs say).")]
-TrackingDir = Annotated[Optional[str], typer.Option("--tracking-dir", help="TensorBoard log dir (default: OUT/runs/ for teach and distill, ./runs/ for eval).")]
+ReportTo = Annotated[str, typer.Option("--report-to", help="Experiment tracker: none, tensorboard, wandb or mlflow (through accelerate; `pip install 'xlt[tracking]'`). wandb is online or offline as its settings say (WANDB_MODE=offline); mlflow logs to MLFLOW_TRACKING_URI when set, else to the SQLite store DIR/mlflow.db.")]
+TrackingDir = Annotated[Optional[str], typer.Option("--tracking-dir", help="Where the tracker writes (DIR): TensorBoard's event files, wandb's run dir, MLflow's local store (default: OUT/runs/ for teach and distill, ./runs/ for eval).")]
 RescoreMargin = Annotated[Optional[float], typer.Option("--rescore-margin", parser=probability, help="ct2 int8/int16 only: re-run records whose top-2 probability margin is below this on the float32 encoder, so near-ties match torch. 0: off. Default 0.03.")]
 
 

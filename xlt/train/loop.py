@@ -359,15 +359,15 @@ def _start(model: Any, *, cfg: TrainConfig, n_examples: int, out: str, manifest:
     prepared, optimizer = procs.accelerator.prepare(model, optimizer)
     if procs.is_main:
         make_state_dir(work)
-    if tracking is not None:  # after the state dir exists: the default log dir is inside it
-        from xlt.train.tracking import tracker_config
+    if tracking is not None and procs.is_main:  # after the state dir exists: the default log dir is inside it
+        from xlt.train.tracking import open_trackers
 
         run_config = {k: manifest.get(k) for k in ("kind", "base_model", "student", "student_arch", "objective",
                                                    "peft", "robust", "max_length", "seed")}
-        procs.accelerator.init_trackers(str(manifest.get("kind") or "xlt"),
-                                        config=tracker_config({**run_config, **asdict(cfg)}))
-        log.info(f"tracking with {tracking.report_to}"
-                 + (f" in {_tracking_dir(tracking, work)}" if tracking.report_to == "tensorboard" else ""))
+        directory = _tracking_dir(tracking, work)
+        open_trackers(procs.accelerator, tracking, str(manifest.get("kind") or "xlt"), {**run_config, **asdict(cfg)},
+                      directory)
+        log.info(f"tracking with {tracking.report_to} in {tracking.where(directory)}")
     clipped = [p for p in prepared.parameters() if p.requires_grad]
     return Loop(cfg, plan, procs, prepared, procs.accelerator.unwrap_model(prepared), optimizer, scheduler, work,
                 trainable, clipped, tracking), state

@@ -4,11 +4,18 @@
 at each dev evaluation; `eval` logs its per-language accuracy table. xlt only names the tracker and
 where it writes: accelerate owns the writers (`Accelerator(log_with=..., project_dir=...)`,
 `init_trackers`, `log`, `end_training`), and only the main process logs.
+
+Where each tracker writes (DIR: `--tracking-dir`, else `OUT/runs/` for training, `./runs/` for eval):
+TensorBoard its event files under DIR; Weights & Biases its run dir under DIR (`wandb.init(dir=)`;
+online or offline as the user's wandb settings say, e.g. `WANDB_MODE=offline`); MLflow to the
+server of `MLFLOW_TRACKING_URI` when it is set, else to the SQLite store `DIR/mlflow.db` (MLflow's
+file store is deprecated; `mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db` reads it).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +24,13 @@ from xlt.errors import UsageError
 
 REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
 #: The package each tracker needs, and what to install for it.
-_PACKAGES = {"tensorboard": ("tensorboard", "pip install 'xlt[tracking]'  (tensorboard>=2.14)"),
-             "wandb": ("wandb", "pip install wandb"), "mlflow": ("mlflow", "pip install mlflow")}
+_PACKAGES = {"tensorboard": (("tensorboard",), "pip install 'xlt[tracking]'  (or: pip install tensorboard)"),
+             "wandb": (("wandb",), "pip install 'xlt[tracking]'  (or: pip install wandb)"),
+             "mlflow": (("mlflow",), "pip install 'xlt[tracking]'  (or: pip install mlflow)")}
+#: MLflow's local store (without MLFLOW_TRACKING_URI) is SQLite, through SQLAlchemy and Alembic.
+_MLFLOW_LOCAL = (("sqlalchemy", "alembic"), "pip install 'xlt[tracking]'  (or: pip install sqlalchemy alembic)")
 RUNS_DIR = "runs"
+MLFLOW_DB = "mlflow.db"
 
 
 @dataclass(frozen=True)
@@ -40,10 +51,36 @@ class Tracking:
             if directory is not None:
                 raise UsageError("--tracking-dir only applies with --report-to")
             return None
-        module, install = _PACKAGES[report_to]
-        if importlib.util.find_spec(module) is None:
-            raise UsageError(f"--report-to {report_to} needs the {module} package, which is not installed: {install}")
+        needs = [_PACKAGES[report_to]]
+        if report_to == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI"):
+            needs.append(_MLFLOW_LOCAL)
+        for modules, install in needs:
+            missing = [m for m in modules if importlib.util.find_spec(m) is None]
+            if missing:
+                what = "the local store (no MLFLOW_TRACKING_URI) " if modules is _MLFLOW_LOCAL[0] else ""
+                raise UsageError(f"--report-to {report_to} {what}needs the {', '.join(missing)} package(s), "
+                                 f"which are not installed: {install}")
         return cls(report_to, directory)
+
+    def where(self, directory: str) -> str:
+        """Where this run's logs go, for the log line (`directory`: the resolved DIR)."""
+        if self.report_to == "mlflow":
+            return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath(os.path.join(directory, MLFLOW_DB))}"
+        return directory
+
+
+def open_trackers(accelerator: Any, tracking: Tracking, name: str, config: Mapping[str, Any], directory: str) -> None:
+    """Start `accelerator`'s tracker (made with `log_with=tracking.report_to, project_dir=directory`)
+    as run `name` with the hyperparameters `config`, writing under `directory` (see the module doc)."""
+    os.makedirs(directory, exist_ok=True)
+    init_kwargs: dict[str, Any] = {}
+    if tracking.report_to == "wandb":
+        init_kwargs = {"wandb": {"dir": directory}}
+    elif tracking.report_to == "mlflow":
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking.where(directory))
+    accelerator.init_trackers(name, config=tracker_config(config), init_kwargs=init_kwargs)
 
 
 def tracker_config(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -97,11 +134,11 @@ def report_scalars(report: Mapping[str, Any]) -> dict[str, float]:
 
 
 def log_report(report: Mapping[str, Any], tracking: Tracking, *, model: str) -> None:
-    """Log an eval report once (step 0) to `tracking` (TensorBoard: under `tracking.directory`,
-    default `runs/`)."""
+    """Log an eval report once (step 0) to `tracking` (under `tracking.directory`, default `runs/`)."""
     from accelerate import Accelerator
 
-    acc = Accelerator(cpu=True, log_with=tracking.report_to, project_dir=tracking.directory or RUNS_DIR)
-    acc.init_trackers("eval", config=tracker_config({"model": model, "engine": report.get("signature", {}).get("engine")}))
+    directory = tracking.directory or RUNS_DIR
+    acc = Accelerator(cpu=True, log_with=tracking.report_to, project_dir=directory)
+    open_trackers(acc, tracking, "eval", {"model": model, "engine": report.get("signature", {}).get("engine")}, directory)
     acc.log(report_scalars(report), step=0)
     acc.end_training()
