@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
@@ -91,6 +92,14 @@ def test_golden_and_what_is_left_out(tmp_path, home):
     (d / ".lock").write_text("x")
     (d / ".git").mkdir()
     (d / ".git" / "HEAD").write_text("ref")
+    # nor are tracking logs (top-level runs/: TensorBoard, wandb, MLflow), but sub/runs/ is content
+    (d / "runs" / "teach").mkdir(parents=True)
+    (d / "runs" / "teach" / "events.out").write_bytes(b"ev")
+    assert dir_digest(str(d)) == golden
+    (d / "sub" / "runs").mkdir()
+    (d / "sub" / "runs" / "x").write_bytes(b"x")
+    assert dir_digest(str(d)) != golden
+    shutil.rmtree(d / "sub" / "runs")
     assert dir_digest(str(d)) == golden
     # names count: the same bytes under another name are another model
     os.rename(d / "sub" / "w.bin", d / "sub" / "v.bin")
@@ -174,7 +183,5 @@ def test_a_checkpoint_stores_its_digest(tmp_path, home, reads, tiny_classifier):
     changed = dir_digest(str(ckpt))
     assert changed != stored["value"] and len(reads) == 2 * n
     # a copy (new inodes and ctimes, same bytes) has the same digest, computed afresh
-    import shutil
-
     shutil.copytree(ckpt, tmp_path / "copy.ckpt", copy_function=shutil.copy2)
     assert dir_digest(str(tmp_path / "copy.ckpt")) == changed

@@ -3,8 +3,10 @@
 `dir_digest(path)` is `sha256:<hex>` over every file of a model directory that can change what
 the model computes (weights, config.json, tokenizer files, anything else in it), each as its
 relative name, size and sha256 of its full content, in name order. Left out: the checkpoint
-manifest `xlt.json` (it stores the digest itself) and hidden files and directories (`.git`,
-`.cache`, temporary names).
+manifest `xlt.json` (it stores the digest itself), hidden files and directories (`.git`,
+`.cache`, temporary names) and the top-level `runs/` (experiment-tracking logs, xlt's and
+transformers Trainer's: TensorBoard, wandb and MLflow write there, `wandb sync` marks runs synced,
+and none of it changes what the model computes).
 
 Reading every byte costs ~1 s per GB (me5-small, 487 MB: 0.3 s cached, 1.0 s cold), so a digest
 is computed once per state of the files and reused while every file's stat signature (size,
@@ -34,6 +36,8 @@ from xlt.errors import UsageError, XltError
 MANIFEST = "xlt.json"
 #: Bump when what is hashed changes: stored digests of another format are recomputed.
 FORMAT = 1
+#: Top-level directories of experiment-tracking logs (xlt.train.tracking.RUNS_DIR): not the model.
+LOG_DIRS = ("runs",)
 #: Key of the stored digest in a checkpoint's `xlt.json`.
 MANIFEST_KEY = "content_digest"
 RACY_SECONDS = 2.0
@@ -74,8 +78,8 @@ def stat_files(path: str) -> Signature:
         raise UsageError(f"{path}: not a model directory")
     out: Signature = {}
     for root, dirs, names in os.walk(path, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel_root = os.path.relpath(root, path)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (rel_root == "." and d in LOG_DIRS))
         for name in names:
             if name.startswith(".") or (rel_root == "." and name in (MANIFEST, MANIFEST + ".tmp")):
                 continue
