@@ -86,9 +86,11 @@ EVAL_OPTS    = --seed $(SEED) $(Q)
 # xnli/dev.fr.jsonl).
 lang_file = $(firstword $(filter %/$(2).jsonl %.$(2).jsonl %/$(2).jsonl.gz %.$(2).jsonl.gz,$(1)))
 
-# $(call take,FILES,FRACTION,OUT[,MORE SPLIT OPTIONS]): a deterministic share of the records of
-# FILES (by a hash of the id, so parallel files keep the same ids), the rest dropped.
-take = $(XLT) split $(1) $(4) --seed $(SEED) --into $(3):$(2) \
+# $(call take,FILES,FRACTION,OUT[,MORE SPLIT OPTIONS[,SEED]]): a deterministic share of the records
+# of FILES (by a hash of the id, so parallel files keep the same ids), the rest dropped. A take of
+# what a take (or split) with the same seed wrote must pass another SEED: with the same one the
+# hashes are not independent and the share is not FRACTION (20 % of a 41 % take would be 49 %).
+take = $(XLT) split $(1) $(4) --seed $(or $(5),$(SEED)) --into $(3):$(2) \
     $(if $(filter 1 1.0,$(2)),,--into /dev/null:$(shell awk 'BEGIN { print 1 - $(2) }')) --force $(Q)
 
 # A training step interrupted earlier (time limit, preemption) left <checkpoint>.partial: continue it.

@@ -81,6 +81,22 @@ def test_recipe_runs_at_ci_scale(recipe, tmp_path, tiny_bert):
     assert make(recipe, "-q", *ci_args(out, tiny_bert)).returncode == 0
 
 
+def test_a_take_of_a_take_is_the_share_it_names(tmp_path):
+    # best's English share is taken from train.jsonl, itself a take by SEED: with the same seed the
+    # two hashes are not independent (20 % of a 41 % take came out as 49 % of it)
+    train = tmp_path / "train-src.jsonl"
+    train.write_text("".join(json.dumps({"id": f"r{i}", "lang": "en", "premise": "p", "hypothesis": "h",
+                                         "label": "neutral"}) + "\n" for i in range(4000)))
+    out = tmp_path / "out"
+    proc = make("best", "SCALE=ci", f"OUT={out}", f"TRAIN={train}", "TRAIN_KEEP=0.41", "EN_KEEP=0.2", "Q=--quiet",
+                f"XLT={sys.executable} -m xlt", f"{out}/en-share.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    n_train = len((out / "train.jsonl").read_text().splitlines())
+    n_share = len((out / "en-share.jsonl").read_text().splitlines())
+    assert abs(n_train - 0.41 * 4000) < 0.1 * 0.41 * 4000
+    assert abs(n_share - 0.2 * n_train) < 0.15 * 0.2 * n_train, (n_share, n_train)
+
+
 def test_premise_groups_never_straddle_the_halves(tmp_path, tiny_bert):
     # xd's pool and test halves: whole premise groups, the same ids in every language
     out = tmp_path / "out"
