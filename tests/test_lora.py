@@ -228,3 +228,25 @@ def test_wandb_offline_and_mlflow_local_runs_hold_train_and_dev_metrics(tracker,
     report = json.loads(r.stdout)
     _, hist = metrics(str(logs / "mlflow.db"), "eval")
     assert hist["eval/accuracy/fr"] == [(0, pytest.approx(report["languages"]["fr"]["accuracy"]))]
+
+
+@pytest.mark.parametrize("tracker,uri,hidden,message", [
+    ("wandb", "", {"wandb"}, "--report-to wandb needs wandb, not installed: pip install 'xlt[tracking]' (or: pip install wandb)"),
+    ("mlflow", "", {"alembic"}, "--report-to mlflow (its local store, without MLFLOW_TRACKING_URI) needs alembic"),
+    ("mlflow", "http://tracking.example:5000", {"alembic"}, None),  # a server: no local store to need
+])
+def test_a_tracker_without_its_packages_is_refused_in_one_line(tracker, uri, hidden, message, monkeypatch):
+    import importlib.util
+
+    from xlt.errors import UsageError
+    from xlt.train.tracking import Tracking
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in hidden else real(name, *a))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    if message is None:
+        assert Tracking.from_options(tracker, None) == Tracking(tracker, None)
+        return
+    with pytest.raises(UsageError) as e:
+        Tracking.from_options(tracker, None)
+    assert message in str(e.value) and "\n" not in str(e.value)

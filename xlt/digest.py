@@ -36,8 +36,9 @@ from xlt.errors import UsageError, XltError
 MANIFEST = "xlt.json"
 #: Bump when what is hashed changes: stored digests of another format are recomputed.
 FORMAT = 1
-#: Top-level directories of experiment-tracking logs (xlt.train.tracking.RUNS_DIR): not the model.
-LOG_DIRS = ("runs",)
+#: The top-level directory of experiment-tracking logs (xlt.train.tracking writes there, as does
+#: transformers' Trainer): not the model.
+RUNS_DIR = "runs"
 #: Key of the stored digest in a checkpoint's `xlt.json`.
 MANIFEST_KEY = "content_digest"
 RACY_SECONDS = 2.0
@@ -79,7 +80,7 @@ def stat_files(path: str) -> Signature:
     out: Signature = {}
     for root, dirs, names in os.walk(path, followlinks=True):
         rel_root = os.path.relpath(root, path)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (rel_root == "." and d in LOG_DIRS))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (rel_root == "." and d == RUNS_DIR))
         for name in names:
             if name.startswith(".") or (rel_root == "." and name in (MANIFEST, MANIFEST + ".tmp")):
                 continue

@@ -20,23 +20,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from xlt.digest import RUNS_DIR
 from xlt.errors import UsageError
 
 REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
-#: The package each tracker needs, and what to install for it.
-_PACKAGES = {"tensorboard": (("tensorboard",), "pip install 'xlt[tracking]'  (or: pip install tensorboard)"),
-             "wandb": (("wandb",), "pip install 'xlt[tracking]'  (or: pip install wandb)"),
-             "mlflow": (("mlflow",), "pip install 'xlt[tracking]'  (or: pip install mlflow)")}
+#: The packages each tracker needs, and what to install for them.
+_PACKAGES = {"tensorboard": ("tensorboard",), "wandb": ("wandb",), "mlflow": ("mlflow",)}
 #: MLflow's local store (without MLFLOW_TRACKING_URI) is SQLite, through SQLAlchemy and Alembic.
-_MLFLOW_LOCAL = (("sqlalchemy", "alembic"), "pip install 'xlt[tracking]'  (or: pip install sqlalchemy alembic)")
-RUNS_DIR = "runs"
+_MLFLOW_LOCAL = ("sqlalchemy", "alembic")
+_INSTALL = "pip install 'xlt[tracking]'"
 MLFLOW_DB = "mlflow.db"
 
 
 @dataclass(frozen=True)
 class Tracking:
-    """Where a run reports: `report_to` (tensorboard, wandb, mlflow) and `directory` (TensorBoard's
-    log dir; None: the command's default, `OUT/runs/` for training)."""
+    """Where a run reports: `report_to` (tensorboard, wandb, mlflow) and `directory` (where the
+    tracker writes, see the module doc; None: the command's default, `OUT/runs/` for training)."""
 
     report_to: str
     directory: str | None = None
@@ -51,15 +50,12 @@ class Tracking:
             if directory is not None:
                 raise UsageError("--tracking-dir only applies with --report-to")
             return None
-        needs = [_PACKAGES[report_to]]
-        if report_to == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI"):
-            needs.append(_MLFLOW_LOCAL)
-        for modules, install in needs:
-            missing = [m for m in modules if importlib.util.find_spec(m) is None]
-            if missing:
-                what = "the local store (no MLFLOW_TRACKING_URI) " if modules is _MLFLOW_LOCAL[0] else ""
-                raise UsageError(f"--report-to {report_to} {what}needs the {', '.join(missing)} package(s), "
-                                 f"which are not installed: {install}")
+        local = report_to == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI")
+        missing = [m for m in _PACKAGES[report_to] + (_MLFLOW_LOCAL if local else ()) if importlib.util.find_spec(m) is None]
+        if missing:
+            what = " (its local store, without MLFLOW_TRACKING_URI)" if local else ""
+            raise UsageError(f"--report-to {report_to}{what} needs {', '.join(missing)}, not installed: {_INSTALL} "
+                             f"(or: pip install {' '.join(missing)})")
         return cls(report_to, directory)
 
     def where(self, directory: str) -> str:
