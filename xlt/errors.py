@@ -25,6 +25,10 @@ class RecordError(ValueError):
     """What is wrong with one record, without its location; the reader adds `FILE:LINE:`."""
 
 
+class NonFiniteError(XltError):
+    """Training (or averaging) produced a non-finite loss or non-finite weights (exit 1)."""
+
+
 class OutputExistsError(UsageError):
     """An output file or directory exists and --force was not given."""
 

@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 #: Command modules in help order; each has `register(app)`. Only commands that work are listed.
-COMMANDS = ["import", "pair", "split", "translate", "perturb", "teach", "soft-label", "distill", "eval", "analyze", "report", "models", "env"]
+COMMANDS = ["import", "pair", "split", "translate", "perturb", "teach", "soft-label", "distill", "average", "eval", "analyze", "report", "models", "env"]
 
 
 def _version(value: bool) -> None:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
 from xlt import log
-from xlt.errors import Interrupted, UsageError, XltError
+from xlt.errors import Interrupted, NonFiniteError, UsageError
 from xlt.io import atomic_path, check_output
 from xlt.train.checkpoint import save_checkpoint
 from xlt.train.data import length_grouped_batches
@@ -44,10 +44,6 @@ BatchFn = Callable[[Sequence[int]], dict[str, Any]]
 DevFn = Callable[[Any], dict[str, Any]]
 
 PRECISIONS = ("auto", "no", "fp16", "bf16")
-
-
-class NonFiniteError(XltError):
-    """Training produced a non-finite loss or non-finite weights (exit 1)."""
 
 
 @dataclass
