@@ -26,7 +26,7 @@ SYSTEMS = {
     "monox": ["direct", "kd", "pseudo", "teacher"],
     "xd": ["en", "xd", "mlt", "mlt-xd"],
     "bert-kld": ["teacher", "base", "kld-0.1", "kld-1"],
-    "best": ["base", "base2", "long", "xd", "ens-xd", "ens-xd2", "mlt"],
+    "best": ["base", "base2", "long", "xd", "xd-en", "wise", "ens-xd", "ens-xd2", "mlt"],
     "freetransfer-x": ["classifier", "step1", "step1-bal", "step2-transformer", "tt-pseudo-transformer",
                        "step2-bilstm", "tt-pseudo-bilstm", "step2-cnn", "tt-pseudo-cnn"],
 }
@@ -69,9 +69,13 @@ def test_recipe_runs_at_ci_scale(recipe, tmp_path, tiny_bert):
         ens = [json.loads(l) for l in (out / "ens.jsonl").read_text().splitlines()]
         assert {r["lang"] for r in ens} == {"en", "fr", "de", "ru"}
         assert all(r["teacher"]["model"].startswith("ensemble:") for r in ens)
-        for name in ("xd", "ens-xd", "ens-xd2"):
+        for name in ("xd", "xd-en", "ens-xd", "ens-xd2"):
             m = json.loads((out / f"{name}.ckpt" / "xlt.json").read_text())
             assert m["gold_langs"] == ["en"] and m["source_langs"] == ["en"], (name, m["source_langs"])
+        # wise: the mean of base and xd-en (xlt average), scored against base
+        wise = json.loads((out / "wise.ckpt" / "xlt.json").read_text())
+        assert [(os.path.basename(m["model"]), m["weight"]) for m in wise["members"]] == [("base.ckpt", 0.5),
+                                                                                          ("xd-en.ckpt", 0.5)]
         # paired tests read the baseline of the same seed from its saved predictions
         sig = {n: json.loads((out / f"{n}.eval.json").read_text())["signature"] for n in ("base", "base2", "ens-xd2", "xd")}
         assert sig["ens-xd2"]["compare_model_digest"] == sig["base2"]["model_digest"]
