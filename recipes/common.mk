@@ -104,7 +104,10 @@ endef
 .DELETE_ON_ERROR:
 
 # Checkpoints and data made by pattern rules are results, not intermediate files to delete.
-.SECONDARY:
+# (Not `.SECONDARY:` with no names: that makes every target secondary, and make then skips a
+# missing one whenever what depends on it looks newer, e.g. a new SYSTEMS row whose results.json
+# already exists. Outputs are written atomically, so keeping them on an interrupt loses nothing.)
+.PRECIOUS: $(OUT)/%
 
 # --- Data every recipe takes the same way (a recipe uses those it needs) ------------------------
 .DEFAULT_GOAL := all

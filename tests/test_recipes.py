@@ -81,6 +81,14 @@ def test_recipe_runs_at_ci_scale(recipe, tmp_path, tiny_bert):
         assert sig["ens-xd2"]["compare_model_digest"] == sig["base2"]["model_digest"]
         assert sig["xd"]["compare_model_digest"] == sig["base"]["model_digest"]
         assert sig["xd"]["compare_model"].endswith("base.pred.jsonl")
+    # A missing row (a report deleted, or a system added to SYSTEMS after a run) is rebuilt, and the
+    # table with it: make must not take the newer results.json for proof that nothing is missing
+    # (what `.SECONDARY:` without names did to every target).
+    victim = sorted(out.glob("*.eval.json"))[-1]
+    victim.unlink()
+    dry = make(recipe, "-n", *ci_args(out, tiny_bert))
+    assert f"-o {victim}" in dry.stdout and " report " in dry.stdout, (victim, dry.stdout[-2000:])
+    assert make(recipe, *ci_args(out, tiny_bert)).returncode == 0 and victim.exists()
     # Every step is a file target: a second run has nothing to do.
     assert make(recipe, "-q", *ci_args(out, tiny_bert)).returncode == 0
 
