@@ -258,6 +258,9 @@ def test_verdicts_say_which_system_beat_the_baseline(three):
     md = to_markdown(summary)
     assert "- adv **beats** base: +2.0 points on the average (paired bootstrap p = 0.012)." in md
     assert "- rs vs base: +1.7 points on the average, no paired test" in md
+    # a p-value below the table's resolution reads "p < 0.001", not "p = <0.001"
+    summary["verdicts"][0]["p_value"] = 0.0
+    assert "(paired bootstrap p < 0.001)." in to_markdown(summary)
 
 
 @pytest.mark.parametrize("p,delta,verdict", [(0.001, 0.03, "better"), (0.001, -0.03, "worse"),

@@ -321,8 +321,14 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
         text = {"better": f"**beats** {v['baseline']}", "worse": f"is **worse** than {v['baseline']}",
                 "no significant difference": f"is not significantly different from {v['baseline']}"}[v["verdict"]]
         lines.append(f"- {v['system']} {text}: {_signed(v['delta'])} points on the {over} "
-                     f"(paired bootstrap p = {_p(v['p_value'])}).")
+                     f"(paired bootstrap p {_p_relation(v['p_value'])}).")
     return lines
+
+
+def _p_relation(x: float) -> str:
+    """`= 0.012`, or `< 0.001` (never `= <0.001`)."""
+    p = _p(x)
+    return f"< {p[1:]}" if p.startswith("<") else f"= {p}"
 
 
 def plot_summary(summary: dict[str, Any], path: str, *, title: str | None = None) -> None:
