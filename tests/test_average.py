@@ -90,7 +90,7 @@ def test_averaging_a_model_with_itself_gives_its_own_outputs(members, records, t
 
 
 @pytest.mark.parametrize("case", ["labels", "architecture", "weights-count", "negative", "all-zero", "one-model",
-                                  "out-is-member", "not-a-number"])
+                                  "out-is-member", "not-a-number", "nan"])
 def test_what_cannot_be_averaged_is_refused_in_one_line(members, tmp_path, case):
     from tinymodels import make_tiny_bert
 
@@ -106,6 +106,7 @@ def test_what_cannot_be_averaged_is_refused_in_one_line(members, tmp_path, case)
         "one-model": ([a], "at least 2 models"),
         "out-is-member": ([a, b, "--force"], "is one of the models"),
         "not-a-number": ([a, b, "--weights", "1,x"], "comma-separated numbers"),
+        "nan": ([a, b, "--weights", "nan,1"], "must be finite and >= 0"),
     }[case]
     target = a if case == "out-is-member" else out
     r = run_xlt("average", *args, "--out", target)
