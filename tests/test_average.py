@@ -67,6 +67,7 @@ def test_the_average_is_the_weighted_mean_of_every_parameter(members, tmp_path):
     assert all(x["digest"].startswith("sha256:") for x in m["members"])
     assert m["labels"] == ["entailment", "neutral", "contradiction"]
     assert m["content_digest"]  # a checkpoint like any other
+    assert m["seed"] is None  # plain Hugging Face members record none
     # without --force the checkpoint is kept
     again = run_xlt("average", a, b, "--out", out)
     assert again.returncode == 2 and "exists; pass --force" in again.stderr.decode()

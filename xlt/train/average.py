@@ -137,6 +137,7 @@ def average_checkpoints(models: Sequence[str], *, out: str, weights: Sequence[fl
                              f"(first: {bad[0]}); a member holds non-finite weights")
     first_model.load_state_dict(averaged, strict=True)
     lengths = [m for m in max_lengths if m is not None]
+    seeds = {m["seed"] for m in members}
     manifest = {
         "xlt_version": __version__, "kind": KIND,
         "base_model": first_manifest.get("base_model") or first_manifest.get("student")
@@ -144,7 +145,8 @@ def average_checkpoints(models: Sequence[str], *, out: str, weights: Sequence[fl
         "fields": first_manifest.get("fields"), "labels": first_sig["label orders"],
         # the longest input a member was trained on (they usually agree)
         "max_length": max(lengths) if lengths else None,
-        "source_langs": source_langs, "members": members, "seed": None,
+        # the members' seed when they share one (a model and its distilled self), else None
+        "source_langs": source_langs, "members": members, "seed": seeds.pop() if len(seeds) == 1 else None,
         "versions": versions(), "command": sys.argv,
     }
     with atomic_path(out, force=force, what="checkpoint", is_dir=True) as tmp:
