@@ -135,3 +135,21 @@ def test_a_member_with_non_finite_weights_is_refused_and_nothing_is_written(memb
     err = r.stderr.decode()
     assert r.returncode == 1 and "not finite" in err and name in err, err
     assert not os.path.exists(out) and not [p for p in os.listdir(tmp_path) if p.startswith(".out")]
+
+
+def test_a_pickle_member_needs_allow_pickle(members, tmp_path):
+    import shutil
+
+    import torch
+
+    a, _ = members
+    pickled = str(tmp_path / "pickled")
+    shutil.copytree(a, pickled)
+    torch.save(state(pickled), os.path.join(pickled, "pytorch_model.bin"))
+    os.remove(os.path.join(pickled, "model.safetensors"))
+    out = str(tmp_path / "out.ckpt")
+    r = run_xlt("average", a, pickled, "--out", out)
+    assert r.returncode == 2 and "--allow-pickle" in r.stderr.decode() and not os.path.exists(out)
+    r = run_xlt("average", a, pickled, "--out", out, "--allow-pickle")
+    assert r.returncode == 0, r.stderr.decode()
+    assert all(torch.equal(t, state(a)[n]) for n, t in state(out).items())  # a model averaged with its own copy

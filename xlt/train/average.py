@@ -87,6 +87,7 @@ def average_checkpoints(models: Sequence[str], *, out: str, weights: Sequence[fl
     from xlt.envinfo import versions
     from xlt.inference.torch_engine import load_model_dir
     from xlt.io import atomic_path, check_output
+    from xlt.models import resolve_model
     from xlt.train.checkpoint import manifest_source_langs, save_checkpoint
 
     ws = normalized_weights(weights, len(models))
@@ -125,7 +126,9 @@ def average_checkpoints(models: Sequence[str], *, out: str, weights: Sequence[fl
         for lang in manifest_source_langs(manifest):
             if lang not in source_langs:
                 source_langs.append(lang)
-        members.append({"model": spec, "digest": dir_digest(spec) if os.path.isdir(spec) else None, "weight": w,
+        resolved = resolve_model(spec, option="model")  # a built-in name's dir, so it has a digest too
+        members.append({"model": spec, "digest": dir_digest(resolved) if os.path.isdir(resolved) else f"hub:{spec}",
+                        "weight": w,
                         "kind": manifest.get("kind"), "seed": manifest.get("seed")})
 
     assert first_model is not None
