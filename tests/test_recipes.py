@@ -26,7 +26,8 @@ SYSTEMS = {
     "monox": ["direct", "kd", "pseudo", "teacher"],
     "xd": ["en", "xd", "mlt", "mlt-xd"],
     "bert-kld": ["teacher", "base", "kld-0.1", "kld-1"],
-    "best": ["base", "base2", "long", "xd", "xd-en", "xd-en2", "wise", "ens-xd", "ens-xd2", "mlt"],
+    "best": ["base", "base-s2", "long", "xd", "xd-en", "xd-en2", "xd-en-s2", "xd-en2-s2", "wise", "ens-xd", "ens-xd-s2",
+             "mlt", "base mean", "xd-en mean", "xd-en2 mean", "ens-xd mean"],
     "freetransfer-x": ["classifier", "step1", "step1-bal", "step2-transformer", "tt-pseudo-transformer",
                        "step2-bilstm", "tt-pseudo-bilstm", "step2-cnn", "tt-pseudo-cnn"],
 }
@@ -53,8 +54,13 @@ def test_recipe_runs_at_ci_scale(recipe, tmp_path, tiny_bert):
     for s in results["systems"]:
         assert all(v is not None for v in s["languages"].values()), (s["name"], s["languages"])
         assert s["average"] is not None
-        # best's second seed: SEED2 = SEED + 100; its second XD epoch (xd-en2) runs with SEED + 1
-        seed = 113 if s["name"] in ("base2", "ens-xd2") else 14 if s["name"] == "xd-en2" else 13
+        # best's second seed: SEED2 = SEED + 100; a second XD epoch (xd-en2) runs with its seed + 1
+        seed = {"base-s2": 113, "xd-en-s2": 113, "ens-xd-s2": 113, "xd-en2-s2": 114, "xd-en2": 14}.get(s["name"], 13)
+        if s.get("mean_of"):  # best's mean rows: a system and its second seed
+            assert s["mean_of"] == [s["name"][:-5], s["name"][:-5] + "-s2"]
+            first = 14 if s["name"] == "xd-en2 mean" else 13
+            assert s["training"]["seeds"] == [first, first + 100]
+            continue
         assert s["training"] is None or s["training"]["seed"] == seed
     md = (out / "results.md").read_text()
     for name in SYSTEMS[recipe]:
@@ -70,18 +76,25 @@ def test_recipe_runs_at_ci_scale(recipe, tmp_path, tiny_bert):
         ens = [json.loads(l) for l in (out / "ens.jsonl").read_text().splitlines()]
         assert {r["lang"] for r in ens} == {"en", "fr", "de", "ru"}
         assert all(r["teacher"]["model"].startswith("ensemble:") for r in ens)
-        for name in ("xd", "xd-en", "xd-en2", "ens-xd", "ens-xd2"):
+        for name in ("xd", "xd-en", "xd-en2", "xd-en-s2", "xd-en2-s2", "ens-xd", "ens-xd-s2"):
             m = json.loads((out / f"{name}.ckpt" / "xlt.json").read_text())
             assert m["gold_langs"] == ["en"] and m["source_langs"] == ["en"], (name, m["source_langs"])
         # wise: the mean of base and xd-en (xlt average), scored against base
         wise = json.loads((out / "wise.ckpt" / "xlt.json").read_text())
         assert [(os.path.basename(m["model"]), m["weight"]) for m in wise["members"]] == [("base.ckpt", 0.5),
                                                                                           ("xd-en.ckpt", 0.5)]
-        # paired tests read the baseline of the same seed from its saved predictions
-        sig = {n: json.loads((out / f"{n}.eval.json").read_text())["signature"] for n in ("base", "base2", "ens-xd2", "xd")}
-        assert sig["ens-xd2"]["compare_model_digest"] == sig["base2"]["model_digest"]
-        assert sig["xd"]["compare_model_digest"] == sig["base"]["model_digest"]
-        assert sig["xd"]["compare_model"].endswith("base.pred.jsonl")
+        # paired tests read the baseline of the same seed from its saved predictions, and the table
+        # compares each -s2 row with base-s2 (its p-values shown, not dropped as a test of another model)
+        sig = {s["name"]: json.loads((out / f"{s['name']}.eval.json").read_text())["signature"]
+               for s in results["systems"] if not s.get("mean_of")}
+        by = {s["name"]: s for s in results["systems"]}
+        for name in SYSTEMS["best"][1:12]:
+            own = "base-s2" if name.endswith("-s2") and name != "base-s2" else "base"
+            assert sig[name]["compare_model_digest"] == sig[own]["model_digest"], name
+            assert sig[name]["compare_model"].endswith(f"/{own}.pred.jsonl")
+            assert by[name]["baseline"] == own and by[name]["p_value_average"] is not None, name
+        assert by["xd-en2 mean"]["delta_average"] == pytest.approx(
+            (by["xd-en2"]["delta_average"] + by["xd-en2-s2"]["delta_average"]) / 2, abs=1e-5)
     # A missing row (a report deleted, or a system added to SYSTEMS after a run) is rebuilt, and the
     # table with it: make must not take the newer results.json for proof that nothing is missing
     # (what `.SECONDARY:` without names did to every target).

@@ -291,3 +291,75 @@ def test_plot_is_a_png_with_intervals(xlt, tmp_path):
     # refused like any output: exists without --force, or the same file as -o
     assert xlt("report", f"b={base}", "--plot", str(png)).returncode == 2
     assert xlt("report", f"b={base}", "--plot", "x.png", "-o", "./x.png", cwd=tmp_path).returncode == 2
+
+
+@pytest.fixture
+def two_seeds(tmp_path):
+    """Seed 1 and seed 2 of a baseline and of a method; m2 was tested against b2 (its own seed's baseline)."""
+    b1 = write(tmp_path, "b1.json", eval_report({"en": 0.80, "fr": 0.60}, model="b1", digest="sha256:b1"))
+    b2 = write(tmp_path, "b2.json", eval_report({"en": 0.78, "fr": 0.62}, model="b2", digest="sha256:b2"))
+    m1 = write(tmp_path, "m1.json", eval_report(
+        {"en": 0.81, "fr": 0.66}, model="m1", digest="sha256:m1",
+        compare={"model": "b1", "digest": "sha256:b1", "average": {"p_value": 0.01}, "languages": {"fr": {"p_value": 0.002}}}))
+    m2 = write(tmp_path, "m2.json", eval_report(
+        {"en": 0.79, "fr": 0.70}, model="m2", digest="sha256:m2",
+        compare={"model": "b2", "digest": "sha256:b2", "average": {"p_value": 0.03}, "languages": {"fr": {"p_value": 0.001}}}))
+    return [f"b1={b1}", f"b2={b2}", f"m1={m1}", f"m2={m2}"]
+
+
+def test_a_row_with_its_own_baseline_and_seed_means(two_seeds):
+    s = summarize(load_named(two_seeds), baseline="b1", pairs={"m2": "b2"},
+                  means=[("b mean", ["b1", "b2"]), ("m mean", ["m1", "m2"])], with_training=False)
+    by = {x["name"]: x for x in s["systems"]}
+    # without the pair, m2 would be compared with b1 and its test (against b2) dropped
+    assert by["m2"]["baseline"] == "b2" and by["m2"]["compare"]["is_baseline"] is True
+    assert by["m2"]["delta_average"] == pytest.approx(0.045) and by["m2"]["p_value_average"] == 0.03
+    assert by["m2"]["languages"]["fr"]["delta"] == pytest.approx(0.08) and by["m2"]["languages"]["fr"]["p_value"] == 0.001
+    assert by["b2"]["baseline"] == "b1" and by["b2"]["delta_average"] == pytest.approx(0.0)
+    assert by["m1"]["baseline"] == "b1" and by["m1"]["delta_average"] == pytest.approx(0.035)
+    # the mean rows: mean accuracies; the method's delta is the mean of each seed's paired delta
+    m = by["m mean"]
+    assert m["mean_of"] == ["m1", "m2"] and m["baseline"] == "b1/b2"
+    assert m["languages"]["fr"]["accuracy"] == pytest.approx(0.68) and m["languages"]["fr"]["delta"] == pytest.approx(0.07)
+    assert m["average"] == pytest.approx(0.74) and m["delta_average"] == pytest.approx(0.04) and m["p_value_average"] is None
+    # the baseline's own row has no delta, so neither has a mean it is part of
+    assert by["b mean"]["average"] == pytest.approx(0.70) and by["b mean"]["delta_average"] is None
+    assert [v["system"] for v in s["verdicts"]] == ["b2", "m1", "m2"]
+    assert s["verdicts"][2] == {"system": "m2", "baseline": "b2", "over": "average", "delta": pytest.approx(0.045),
+                                "p_value": 0.03, "verdict": "better"}
+    md = to_markdown(s).splitlines()
+    assert md[0] == "| system | en | fr | avg | avg non-src | Δ avg | Δ non-src | vs | p |"
+    assert md[2:8] == ["| b1 (baseline) | 80.0 | 60.0 | 70.0 | 60.0 |  |  |  |  |",
+                       "| b2 | 78.0 | 62.0 | 70.0 | 62.0 | +0.0 | +2.0 | b1 | – |",
+                       "| m1 | 81.0 | 66.0* | 73.5 | 66.0 | +3.5 | +6.0 | b1 | 0.010 |",
+                       "| m2 | 79.0 | 70.0* | 74.5 | 70.0 | +4.5 | +8.0 | b2 | 0.030 |",
+                       "| b mean | 79.0 | 61.0 | 70.0 | 61.0 | – | – | b1 | – |",
+                       "| m mean | 80.0 | 68.0 | 74.0 | 68.0 | +4.0 | +7.0 | b1/b2 | – |"]
+    assert any(x.startswith("Mean rows (b mean = b1 + b2, m mean = m1 + m2)") for x in md)
+    assert "- m2 **beats** b2: +4.5 points on the average (paired bootstrap p = 0.030)." in md
+
+
+def test_seed_means_show_both_seeds(xlt, tmp_path, two_seeds):
+    proc = xlt("report", *two_seeds, "--baseline", "b1", "--baseline", "m2=b2", "--mean", "m mean=m1,m2", "--quiet")
+    assert proc.returncode == 0, proc.stderr.decode()
+    s = json.loads(proc.stdout)
+    assert s["pairs"] == {"m2": "b2"} and s["systems"][-1]["name"] == "m mean"
+    # no checkpoint behind the crafted reports: no seeds recorded, and none made up
+    assert s["systems"][-1]["training"]["seeds"] == [None, None]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--baseline", "m2=b2"], "--baseline SYSTEM=BASELINE needs the table's own baseline too (--baseline NAME)"),
+    (["--baseline", "b1", "--baseline", "b2"], "--baseline NAME is given 2 times (b1, b2); give one, and SYSTEM=BASELINE for a row with its own"),
+    (["--baseline", "b1", "--baseline", "m2=zz"], "--baseline m2=zz: 'zz' is not one of the systems (b1, b2, m1, m2)"),
+    (["--baseline", "b1", "--baseline", "m2=m2"], "--baseline m2=m2: a system is not compared with itself, and the table's baseline has no baseline"),
+    (["--baseline", "b1", "--baseline", "b1=b2"], "--baseline b1=b2: a system is not compared with itself, and the table's baseline has no baseline"),
+    (["--baseline", "b1", "--baseline", "m2=b2", "--baseline", "m2=b1"], "--baseline expects NAME or SYSTEM=BASELINE (each system once), not 'm2=b1'"),
+    (["--mean", "x=m1"], "--mean expects NAME=SYSTEM,SYSTEM[,...] (two or more different systems), not 'x=m1'"),
+    (["--mean", "x=m1,m1"], "--mean expects NAME=SYSTEM,SYSTEM[,...] (two or more different systems), not 'x=m1,m1'"),
+    (["--mean", "x=m1,zz"], "--mean x: 'zz' is not one of the systems (b1, b2, m1, m2)"),
+    (["--mean", "m1=m1,m2"], "--mean m1: the name is already a system's"),
+])
+def test_baseline_pairs_and_means_refused(xlt, two_seeds, args, message):
+    proc = xlt("report", *two_seeds, *args)
+    assert proc.returncode == 2 and one_error(proc) == message

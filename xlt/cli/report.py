@@ -17,7 +17,8 @@ def _codes(spec: str | None) -> list[str] | None:
 
 def report_cli(
     systems: Annotated[Optional[list[str]], typer.Argument(help="NAME=REPORT.json for each system (the JSON of xlt eval), in table order; NAME=A.json,B.json merges reports that score different languages (one model per language) into one row.", show_default=False)] = None,
-    baseline: Annotated[Optional[str], typer.Option("--baseline", help="The system the others are compared with: deltas, and p-values from reports made with `xlt eval --compare` against its model.")] = None,
+    baseline: Annotated[Optional[list[str]], typer.Option("--baseline", help="NAME: the system the others are compared with (deltas, and p-values from reports made with `xlt eval --compare` against its model). Repeat as SYSTEM=BASELINE for a row compared with a baseline of its own, e.g. a second seed's pipeline with the second seed's baseline.", show_default=False)] = None,
+    mean: Annotated[Optional[list[str]], typer.Option("--mean", help="NAME=SYSTEM,SYSTEM[,...]: a row that averages systems (e.g. one method's seeds): mean accuracy per language, mean of their deltas; repeatable.", show_default=False)] = None,
     langs: Annotated[Optional[str], typer.Option("--langs", help="Columns: these languages (or P-H pairs), comma-separated, in this order. Default: every language a report scored.")] = None,
     source: Annotated[Optional[str], typer.Option("--source", help="Source language(s) left out of the non-source average, comma-separated. Default: the baseline's (or first system's) training languages.")] = None,
     title: Annotated[Optional[str], typer.Option("--title", help="A heading above the markdown table.")] = None,
@@ -38,15 +39,19 @@ def report_cli(
 
     Example: xlt report base=base.json adv=adv.json rs=rs.json --baseline base -o results.json
     --markdown results.md
+
+    Two seeds: xlt report base=b1.json base2=b2.json m=m1.json m2=m2.json --baseline base
+    --baseline m2=base2 --mean "m mean=m,m2" (m2 is compared with base2, the mean row averages m and m2)
     """
     with common.stage("report", output=output, outputs=[(markdown, "output"), (plot, "--plot")], force=force,
                       quiet=quiet, verbose=verbose) as run:
         from xlt import log
-        from xlt.evaluate.report import build_summary, load_named, plot_summary
+        from xlt.evaluate.report import build_summary, load_named, parse_baselines, parse_means, plot_summary
         from xlt.io import dump_json
 
-        summary, md = build_summary(load_named(systems or []), baseline=baseline, langs=_codes(langs),
-                                    source=_codes(source), title=title)
+        base, pairs = parse_baselines(baseline or [])
+        summary, md = build_summary(load_named(systems or []), baseline=base, pairs=pairs, means=parse_means(mean or []),
+                                    langs=_codes(langs), source=_codes(source), title=title)
         text = dump_json(summary, what="the summary")
         if markdown:
             run.text(markdown).write(md)

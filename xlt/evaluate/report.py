@@ -17,7 +17,7 @@ the languages that eval scored.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,32 +180,123 @@ def summarize(
     reports: Sequence[NamedReport],
     *,
     baseline: str | None = None,
+    pairs: Mapping[str, str] | None = None,
+    means: Sequence[tuple[str, Sequence[str]]] = (),
     langs: Sequence[str] | None = None,
     source: Sequence[str] | None = None,
     with_training: bool = True,
 ) -> dict[str, Any]:
-    """The side-by-side summary of `reports` (see the module docstring)."""
+    """The side-by-side summary of `reports` (see the module docstring).
+
+    `pairs` maps a system to its own baseline (e.g. a second seed's pipeline to the second seed's
+    baseline): its deltas and p-values are against that system instead of `baseline`. `means` adds
+    rows that average systems (e.g. the seeds of one method): mean accuracy per language, and the
+    mean of the members' deltas when every member has one; a mean row has no paired test."""
     if not reports:
         raise UsageError("give at least one NAME=REPORT.json")
     names = [r.name for r in reports]
     if baseline is not None and baseline not in names:
         raise UsageError(f"--baseline {baseline!r} is not one of the systems ({', '.join(names)})")
+    pairs = dict(pairs or {})
+    if pairs and baseline is None:
+        raise UsageError("--baseline SYSTEM=BASELINE needs the table's own baseline too (--baseline NAME)")
+    for system, own in pairs.items():
+        for x in (system, own):
+            if x not in names:
+                raise UsageError(f"--baseline {system}={own}: {x!r} is not one of the systems ({', '.join(names)})")
+        if system == own or system == baseline:
+            raise UsageError(f"--baseline {system}={own}: a system is not compared with itself, "
+                             "and the table's baseline has no baseline")
     columns = _columns(reports, langs)
-    base = next((r for r in reports if r.name == baseline), None)
+    by_name = {r.name: r for r in reports}
+    base = by_name.get(baseline) if baseline is not None else None
     if source is None:
         source = list((base or reports[0]).report.get("source_languages") or [])
     non_source = [x for x in columns if x not in set(source)]
-    base_digest = ((base.report.get("signature") or {}).get("model_digest")) if base else None
-    systems = [_system(r, columns, non_source, base_digest=base_digest, is_base=r is base, with_training=with_training)
+
+    def baseline_of(r: NamedReport) -> NamedReport | None:
+        own = by_name.get(pairs.get(r.name, baseline or ""))
+        return None if own is None or own is r else own
+
+    systems = [_system(r, columns, non_source, baseline=baseline_of(r), with_training=with_training)
                for r in reports]
-    if base is not None:
-        _add_deltas(systems, reports, base)
+    for s, r in zip(systems, reports):
+        own = baseline_of(r)
+        if own is not None:
+            _add_deltas(s, r, next(x for x in systems if x["name"] == own.name), own)
+    for name, members in means:
+        systems.append(_mean_row(name, members, systems, columns))
     out = {
-        "xlt": __version__, "baseline": baseline, "languages": columns, "source_languages": list(source),
-        "non_source_languages": non_source, "alpha": ALPHA, "systems": systems,
+        "xlt": __version__, "baseline": baseline, "pairs": pairs, "languages": columns,
+        "source_languages": list(source), "non_source_languages": non_source, "alpha": ALPHA, "systems": systems,
     }
     out["verdicts"] = verdicts(out)
     return out
+
+
+def parse_means(specs: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """`["xd mean=xd,xd-s2"]` -> [("xd mean", ["xd", "xd-s2"])]: two or more distinct systems each."""
+    out: list[tuple[str, list[str]]] = []
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        members = [x.strip() for x in rest.split(",") if x.strip()]
+        if not sep or not name.strip() or len(members) < 2 or len(set(members)) != len(members):
+            raise UsageError(f"--mean expects NAME=SYSTEM,SYSTEM[,...] (two or more different systems), not {spec!r}")
+        out.append((name.strip(), members))
+    return out
+
+
+def parse_baselines(specs: Sequence[str]) -> tuple[str | None, dict[str, str]]:
+    """`--baseline` values: one plain NAME (the table's baseline) and any SYSTEM=BASELINE pairs."""
+    plain = [x.strip() for x in specs if "=" not in x]
+    if len(plain) > 1:
+        raise UsageError(f"--baseline NAME is given {len(plain)} times ({', '.join(plain)}); "
+                         "give one, and SYSTEM=BASELINE for a row with its own")
+    pairs: dict[str, str] = {}
+    for spec in specs:
+        if "=" in spec:
+            system, _, own = (x.strip() for x in spec.partition("="))
+            if not system or not own or system in pairs:
+                raise UsageError(f"--baseline expects NAME or SYSTEM=BASELINE (each system once), not {spec!r}")
+            pairs[system] = own
+    return (plain[0] if plain else None), pairs
+
+
+def _mean_row(name: str, members: Sequence[str], systems: Sequence[dict[str, Any]],
+              columns: Sequence[str]) -> dict[str, Any]:
+    """A row averaging `members` (rows already built): per language, the averages and the deltas
+    (each member's against its own baseline; None unless every member has one)."""
+    rows = {s["name"]: s for s in systems}
+    if name in rows:
+        raise UsageError(f"--mean {name}: the name is already a system's")
+    for m in members:
+        if m not in rows or rows[m].get("mean_of"):
+            raise UsageError(f"--mean {name}: {m!r} is not one of the systems ({', '.join(rows)})")
+    picked = [rows[m] for m in members]
+
+    def mean_of(values: Sequence[float | None]) -> float | None:
+        return None if any(v is None for v in values) else _round(_mean(list(values)))  # type: ignore[arg-type]
+
+    per: dict[str, Any] = {}
+    for lang in columns:
+        cells = [s["languages"].get(lang) for s in picked]
+        if any(c is None for c in cells):
+            per[lang] = None
+            continue
+        per[lang] = {"accuracy": mean_of([c["accuracy"] for c in cells]), "delta": mean_of([c.get("delta") for c in cells])}
+    row: dict[str, Any] = {"name": name, "mean_of": list(members), "languages": per,
+                           "baseline": "/".join(dict.fromkeys(s["baseline"] for s in picked if s.get("baseline"))) or None}
+    for key in ("average", "average_non_source"):
+        row[key] = mean_of([s[key] for s in picked])
+        row[f"delta_{key}"] = mean_of([s.get(f"delta_{key}") for s in picked])
+        row[f"p_value_{key}"] = None
+    trainings = [s.get("training") or {} for s in picked]
+    steps = {t.get("steps") for t in trainings}
+    if any("training" in s for s in picked):
+        row["training"] = {"seeds": [t.get("seed") for t in trainings], "seed": None,
+                           "steps": steps.pop() if len(steps) == 1 else None,
+                           "train_seconds": mean_of([t.get("train_seconds") for t in trainings])}
+    return row
 
 
 def _columns(reports: Sequence[NamedReport], langs: Sequence[str] | None) -> list[str]:
@@ -223,9 +314,10 @@ def _columns(reports: Sequence[NamedReport], langs: Sequence[str] | None) -> lis
     return list(dict.fromkeys(langs))
 
 
-def _system(r: NamedReport, columns: Sequence[str], non_source: Sequence[str], *, base_digest: str | None,
-            is_base: bool, with_training: bool) -> dict[str, Any]:
-    """One system's row: accuracy per column, averages, its matrix, its paired test, its training."""
+def _system(r: NamedReport, columns: Sequence[str], non_source: Sequence[str], *, baseline: NamedReport | None,
+            with_training: bool) -> dict[str, Any]:
+    """One system's row: accuracy per column, averages, its matrix, its paired test, its training.
+    `baseline` is the row's own baseline (None for the table's baseline itself)."""
     rep = r.report
     sig = rep.get("signature") or {}
     per: dict[str, Any] = {}
@@ -237,6 +329,7 @@ def _system(r: NamedReport, columns: Sequence[str], non_source: Sequence[str], *
     complete = len(accs) == len(columns)
     system: dict[str, Any] = {
         "name": r.name, "report": r.path, "model": sig.get("model"), "model_digest": sig.get("model_digest"),
+        "baseline": baseline.name if baseline is not None else None,
         "languages": per,
         # An average over fewer columns than the others' would not compare: None when a column is missing.
         "average": _round(_mean(list(accs.values()))) if complete else None,
@@ -244,8 +337,8 @@ def _system(r: NamedReport, columns: Sequence[str], non_source: Sequence[str], *
         "matrix": matrix_summary(rep.get("matrix")),
     }
     comp = rep.get("compare")
-    vs_baseline = bool(comp) and base_digest is not None and sig.get("compare_model_digest") == base_digest \
-        and not is_base
+    base_digest = ((baseline.report.get("signature") or {}).get("model_digest")) if baseline is not None else None
+    vs_baseline = bool(comp) and base_digest is not None and sig.get("compare_model_digest") == base_digest
     if comp:
         system["compare"] = {"model": sig.get("compare_model"), "model_digest": sig.get("compare_model_digest"),
                              "is_baseline": vs_baseline, "samples": comp.get("samples"),
@@ -255,29 +348,26 @@ def _system(r: NamedReport, columns: Sequence[str], non_source: Sequence[str], *
     return system
 
 
-def _add_deltas(systems: list[dict[str, Any]], reports: Sequence[NamedReport], base: NamedReport) -> None:
-    """Deltas against the baseline's row and the p-values of paired tests made against its model."""
-    b = next(s for s in systems if s["name"] == base.name)
-    for s, r in zip(systems, reports):
-        if s is b:
+def _add_deltas(s: dict[str, Any], r: NamedReport, b: dict[str, Any], base: NamedReport) -> None:
+    """Row `s`'s deltas against its baseline's row `b`, and the p-values of the paired tests that
+    eval made against that baseline's model (none from a test against another model)."""
+    comp = (r.report.get("compare") or {}) if s.get("compare", {}).get("is_baseline") else {}
+    for lang, cell in s["languages"].items():
+        bcell = b["languages"].get(lang)
+        if cell is None:
             continue
-        comp = (r.report.get("compare") or {}) if s.get("compare", {}).get("is_baseline") else {}
-        for lang, cell in s["languages"].items():
-            bcell = b["languages"].get(lang)
-            if cell is None:
-                continue
-            cell["delta"] = _round(cell["accuracy"] - bcell["accuracy"]) if bcell else None
-            test = (comp.get("languages") or {}).get(lang)
-            if test:
-                cell["p_value"] = test.get("p_value")
-        for key in ("average", "average_non_source"):
-            s[f"delta_{key}"] = _round(s[key] - b[key]) if s[key] is not None and b[key] is not None else None
-            s[f"p_value_{key}"] = (comp.get(key) or {}).get("p_value") if comp else None
-        same = _same_data(r.report, base.report)
-        s["same_data_as_baseline"] = same
-        if same is False:
-            log.warn(f"{r.name} and the baseline {base.name} were scored on different data "
-                     f"({r.path} vs {base.path}): their deltas compare different records")
+        cell["delta"] = _round(cell["accuracy"] - bcell["accuracy"]) if bcell else None
+        test = (comp.get("languages") or {}).get(lang)
+        if test:
+            cell["p_value"] = test.get("p_value")
+    for key in ("average", "average_non_source"):
+        s[f"delta_{key}"] = _round(s[key] - b[key]) if s[key] is not None and b[key] is not None else None
+        s[f"p_value_{key}"] = (comp.get(key) or {}).get("p_value") if comp else None
+    same = _same_data(r.report, base.report)
+    s["same_data_as_baseline"] = same
+    if same is False:
+        log.warn(f"{r.name} and its baseline {base.name} were scored on different data "
+                 f"({r.path} vs {base.path}): their deltas compare different records")
 
 
 def _interval(value: Any) -> list[float] | None:
@@ -296,7 +386,7 @@ def verdicts(summary: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     out = []
     for s in summary["systems"]:
-        if s["name"] == base:
+        if s.get("baseline") is None or s.get("mean_of"):
             continue
         key = "average_non_source" if s.get("p_value_average_non_source") is not None else "average"
         delta, p = s.get(f"delta_{key}"), s.get(f"p_value_{key}")
@@ -306,7 +396,7 @@ def verdicts(summary: dict[str, Any]) -> list[dict[str, Any]]:
             verdict = "better" if delta > 0 else "worse"
         else:
             verdict = "no significant difference"
-        out.append({"system": s["name"], "baseline": base, "over": key, "delta": delta, "p_value": p, "verdict": verdict})
+        out.append({"system": s["name"], "baseline": s["baseline"], "over": key, "delta": delta, "p_value": p, "verdict": verdict})
     return out
 
 
@@ -416,6 +506,8 @@ def to_markdown(summary: dict[str, Any], *, title: str | None = None) -> str:
     has_matrix = any(s.get("matrix") for s in summary["systems"])
     has_p = any(s.get("p_value_average") is not None for s in summary["systems"])
     has_training = any(s.get("training") for s in summary["systems"])
+    # a "vs" column when some row has a baseline of its own (--baseline SYSTEM=BASELINE) or is a mean
+    has_vs = has_base and any(s.get("baseline") not in (None, summary["baseline"]) for s in summary["systems"])
     head = ["system", *summary["languages"], "avg"]
     if has_non_source:
         head.append("avg non-src")
@@ -423,6 +515,8 @@ def to_markdown(summary: dict[str, Any], *, title: str | None = None) -> str:
         head.append("Δ avg")
         if has_non_source:
             head.append("Δ non-src")
+        if has_vs:
+            head.append("vs")
     if has_p:
         head.append("p")
     if has_matrix:
@@ -451,6 +545,8 @@ def to_markdown(summary: dict[str, Any], *, title: str | None = None) -> str:
             row.append("" if is_base else _signed(s.get("delta_average")))
             if has_non_source:
                 row.append("" if is_base else _signed(s.get("delta_average_non_source")))
+            if has_vs:
+                row.append(s.get("baseline") or "")
         if has_p:
             row.append(_p(s.get("p_value_average")) if s["name"] != summary["baseline"] else "")
         if has_matrix:
@@ -458,17 +554,25 @@ def to_markdown(summary: dict[str, Any], *, title: str | None = None) -> str:
             row += [_pct(m.get("same_language")), _pct(m.get("cross_language"))]
         if has_training:
             t = s.get("training") or {}
-            row += ["–" if t.get("seed") is None else str(t["seed"]),
+            seed = "/".join("–" if x is None else str(x) for x in t["seeds"]) if t.get("seeds") else \
+                "–" if t.get("seed") is None else str(t["seed"])
+            row += [seed,
                     "–" if t.get("steps") is None else str(t["steps"]), _duration(t.get("train_seconds"))]
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
     legend = ["", "Accuracy (%) per language; avg: mean over the languages shown."]
     if has_non_source:
         legend.append(f"avg non-src: mean over the languages shown other than {', '.join(summary['source_languages'])}.")
     if has_base:
-        legend.append(f"Δ: difference to the baseline {summary['baseline']} in accuracy points.")
+        legend.append(f"Δ: difference to the baseline {summary['baseline']} in accuracy points"
+                      + (" (to the row's own baseline where `vs` names one)." if has_vs else "."))
+    means = [s for s in summary["systems"] if s.get("mean_of")]
+    if means:
+        legend.append("Mean rows (" + ", ".join(f"{s['name']} = {' + '.join(s['mean_of'])}" for s in means)
+                      + "): mean accuracy per language; Δ the mean of the members' Δ (each against its own "
+                      "baseline); no paired test; train time the mean.")
     if has_p:
         legend.append("p: paired bootstrap test against the baseline of the language average over every language "
-                      f"that eval scored (xlt eval --compare); * marks a language where p < {summary['alpha']}.")
+                      f"that eval scored (xlt eval --compare), against the row's baseline; * marks a language where p < {summary['alpha']}.")
     if has_matrix:
         legend.append("same-lang / cross-lang: mean accuracy of the premise x hypothesis matrix cells with the same / "
                       "different languages (xlt eval --matrix).")
@@ -486,12 +590,14 @@ def build_summary(
     reports: Sequence[NamedReport],
     *,
     baseline: str | None = None,
+    pairs: Mapping[str, str] | None = None,
+    means: Sequence[tuple[str, Sequence[str]]] = (),
     langs: Sequence[str] | None = None,
     source: Sequence[str] | None = None,
     title: str | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The summary (JSON-ready, with `title` when given) and its markdown table."""
-    summary = summarize(reports, baseline=baseline, langs=langs, source=source)
+    summary = summarize(reports, baseline=baseline, pairs=pairs, means=means, langs=langs, source=source)
     if title:
         summary["title"] = title
     return summary, to_markdown(summary, title=title)
