@@ -93,6 +93,13 @@ lang_file = $(firstword $(filter %/$(2).jsonl %.$(2).jsonl %/$(2).jsonl.gz %.$(2
 take = $(XLT) split $(1) $(4) --seed $(or $(5),$(SEED)) --into $(3):$(2) \
     $(if $(filter 1 1.0,$(2)),,--into /dev/null:$(shell awk 'BEGIN { print 1 - $(2) }')) --force $(Q)
 
+# $(call stamp,NAME,COMMAND): the file $(OUT)/.NAME.cmd, holding COMMAND, rewritten (so newer) only
+# when COMMAND differs from what it holds. A results table lists its command's stamp among its
+# prerequisites: a row removed from SYSTEMS, or a report option changed, rebuilds the table, where
+# the eval reports alone would look up to date and leave the old table in place.
+differ = $(subst $(1),,$(2))$(subst $(2),,$(1))
+stamp = $(OUT)/.$(1).cmd$(if $(call differ,$(file <$(OUT)/.$(1).cmd),$(strip $(2))),$(shell mkdir -p $(OUT))$(file >$(OUT)/.$(1).cmd,$(strip $(2))))
+
 # A training step interrupted earlier (time limit, preemption) left <checkpoint>.partial: continue it.
 resume = $(if $(wildcard $(1).partial),--resume)
 

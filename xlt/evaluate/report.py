@@ -11,7 +11,8 @@ Averages are recomputed over the languages shown (all languages any report score
 averaged over the same columns. p-values come from the eval reports as they are: a report made
 with ``xlt eval --model SYSTEM --compare BASELINE`` carries a paired test against the baseline's
 model (recognised by its model digest); they test the report's own language average, over all
-the languages that eval scored.
+the languages that eval scored. A row may have a baseline of its own (a second seed's pipeline
+against the second seed's baseline), and mean rows average systems (one method's seeds).
 """
 
 from __future__ import annotations
