@@ -26,8 +26,9 @@ SYSTEMS = {
     "monox": ["direct", "kd", "pseudo", "teacher"],
     "xd": ["en", "xd", "mlt", "mlt-xd"],
     "bert-kld": ["teacher", "base", "kld-0.1", "kld-1"],
-    "best": ["base", "base-s2", "long", "xd", "xd-en", "xd-en2", "xd-en-s2", "xd-en2-s2", "wise", "ens-xd", "ens-xd-s2",
-             "mlt", "base mean", "xd-en mean", "xd-en2 mean", "ens-xd mean"],
+    "best": ["base", "base-s2", "long", "long-s2", "longer", "longer-s2", "xd", "xd-en", "xd-en2", "xd-en-s2", "xd-en2-s2",
+             "xd-long", "xd-long-s2", "wise", "ens-xd", "ens-xd-s2", "mlt", "base mean", "long mean", "longer mean",
+             "xd-en mean", "xd-en2 mean", "xd-long mean", "ens-xd mean"],
     "freetransfer-x": ["classifier", "step1", "step1-bal", "step2-transformer", "tt-pseudo-transformer",
                        "step2-bilstm", "tt-pseudo-bilstm", "step2-cnn", "tt-pseudo-cnn"],
 }
@@ -54,11 +55,13 @@ def test_recipe_runs_at_ci_scale(recipe, tmp_path, tiny_bert):
     for s in results["systems"]:
         assert all(v is not None for v in s["languages"].values()), (s["name"], s["languages"])
         assert s["average"] is not None
-        # best's second seed: SEED2 = SEED + 100; a second XD epoch (xd-en2) runs with its seed + 1
-        seed = {"base-s2": 113, "xd-en-s2": 113, "ens-xd-s2": 113, "xd-en2-s2": 114, "xd-en2": 14}.get(s["name"], 13)
+        # best's second seed: SEED2 = SEED + 100; a second XD epoch (xd-en2) and one more English epoch
+        # (longer) run with their seed + 1
+        seed = {"xd-en2": 14, "longer": 14}.get(s["name"], 114 if s["name"] in ("xd-en2-s2", "longer-s2")
+                                                  else 113 if s["name"].endswith("-s2") else 13)
         if s.get("mean_of"):  # best's mean rows: a system and its second seed
             assert s["mean_of"] == [s["name"][:-5], s["name"][:-5] + "-s2"]
-            first = 14 if s["name"] == "xd-en2 mean" else 13
+            first = 14 if s["name"] in ("xd-en2 mean", "longer mean") else 13
             assert s["training"]["seeds"] == [first, first + 100]
             continue
         assert s["training"] is None or s["training"]["seed"] == seed
@@ -76,7 +79,7 @@ def test_recipe_runs_at_ci_scale(recipe, tmp_path, tiny_bert):
         ens = [json.loads(l) for l in (out / "ens.jsonl").read_text().splitlines()]
         assert {r["lang"] for r in ens} == {"en", "fr", "de", "ru"}
         assert all(r["teacher"]["model"].startswith("ensemble:") for r in ens)
-        for name in ("xd", "xd-en", "xd-en2", "xd-en-s2", "xd-en2-s2", "ens-xd", "ens-xd-s2"):
+        for name in ("xd", "xd-en", "xd-en2", "xd-en-s2", "xd-en2-s2", "xd-long", "xd-long-s2", "ens-xd", "ens-xd-s2"):
             m = json.loads((out / f"{name}.ckpt" / "xlt.json").read_text())
             assert m["gold_langs"] == ["en"] and m["source_langs"] == ["en"], (name, m["source_langs"])
         # wise: the mean of base and xd-en (xlt average), scored against base
@@ -88,13 +91,34 @@ def test_recipe_runs_at_ci_scale(recipe, tmp_path, tiny_bert):
         sig = {s["name"]: json.loads((out / f"{s['name']}.eval.json").read_text())["signature"]
                for s in results["systems"] if not s.get("mean_of")}
         by = {s["name"]: s for s in results["systems"]}
-        for name in SYSTEMS["best"][1:12]:
+        for name in [n for n in SYSTEMS["best"][1:] if not n.endswith(" mean")]:
             own = "base-s2" if name.endswith("-s2") and name != "base-s2" else "base"
             assert sig[name]["compare_model_digest"] == sig[own]["model_digest"], name
             assert sig[name]["compare_model"].endswith(f"/{own}.pred.jsonl")
             assert by[name]["baseline"] == own and by[name]["p_value_average"] is not None, name
         assert by["xd-en2 mean"]["delta_average"] == pytest.approx(
             (by["xd-en2"]["delta_average"] + by["xd-en2-s2"]["delta_average"]) / 2, abs=1e-5)
+        # the continued models start where they should: long from base, longer from long, xd-long from long
+        start = {n: json.loads((out / f"{n}.ckpt" / "xlt.json").read_text()) for n in
+                 ("long", "long-s2", "longer", "longer-s2", "xd-long", "xd-long-s2")}
+        for name, frm in (("long", "base"), ("long-s2", "base-s2"), ("longer", "long"), ("longer-s2", "long-s2")):
+            assert os.path.basename(start[name]["base_model"]) == f"{frm}.ckpt", (name, start[name]["base_model"])
+        for name, frm in (("xd-long", "long"), ("xd-long-s2", "long-s2")):
+            assert os.path.basename(start[name]["student"]) == f"{frm}.ckpt", name
+        # controls.md: each label-free system against its step-matched control, by a paired test of
+        # the two saved predictions; the controls against their seed's baseline
+        ctrl = json.loads((out / "controls.json").read_text())
+        cby = {s["name"]: s for s in ctrl["systems"]}
+        assert list(cby) == ["base", "base-s2", "long", "xd-en2", "long-s2", "xd-en2-s2", "longer", "xd-long",
+                             "longer-s2", "xd-long-s2", "base mean", "long mean", "xd-en2 mean", "longer mean",
+                             "xd-long mean"]
+        for name, own in (("xd-en2", "long"), ("xd-en2-s2", "long-s2"), ("xd-long", "longer"),
+                          ("xd-long-s2", "longer-s2"), ("long-s2", "base-s2"), ("longer", "base")):
+            csig = json.loads((out / f"{name}.{'eval' if name.startswith('long') else 'control'}.json").read_text())["signature"]
+            assert csig["compare_model_digest"] == sig[own]["model_digest"], name
+            assert cby[name]["baseline"] == own and cby[name]["p_value_average"] is not None, name
+            assert cby[name]["languages"] == by[name]["languages"], name  # the same predictions as results.md
+            assert cby[name]["delta_average"] == pytest.approx(by[name]["average"] - by[own]["average"], abs=1e-5)
     # A missing row (a report deleted, or a system added to SYSTEMS after a run) is rebuilt, and the
     # table with it: make must not take the newer results.json for proof that nothing is missing
     # (what `.SECONDARY:` without names did to every target).
