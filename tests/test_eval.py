@@ -229,3 +229,37 @@ def test_eval_defaults_to_the_models_own_outputs(tiny_classifier, tmp_path):
     assert default["languages"] == torch_rep["languages"]
     int8, _ = run("int8", "--compute-type", "int8")
     assert int8["signature"]["engine"] == "ct2:int8+float32<0.03"
+
+
+def test_an_eval_of_saved_predictions_is_the_eval_of_the_model(tiny_bert, tmp_path):
+    # The predictions file carries the model's source languages: scoring it (or comparing by it)
+    # gives the model's own non-source average and its paired test, not a report without them.
+    labels = ["contradiction", "entailment", "neutral"]
+    data = [{"id": str(i), "lang": lang, "premise": f"premise {i} of {lang}", "hypothesis": f"hypothesis {i % 4}",
+             "label": labels[i % 3]} for lang in ("en", "fr", "de") for i in range(12)]
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(x) + "\n" for x in data if x["lang"] == "en"))
+    test.write_text("".join(json.dumps(x) + "\n" for x in data))
+    models = {}
+    for seed in ("1", "2"):
+        models[seed] = str(tmp_path / f"m{seed}.ckpt")
+        r = run_xlt("teach", str(train), "--model", tiny_bert, "--labels", ",".join(labels), "--epochs", "1",
+                    "--batch-size", "4", "--seed", seed, "--out", models[seed], "-q")
+        assert r.returncode == 0, r.stderr.decode()
+    preds = {s: tmp_path / f"m{s}.pred.jsonl" for s in models}
+    reps = {}
+    for s in models:
+        r = run_xlt("eval", "--model", models[s], str(test), "--predictions", str(preds[s]), "-q")
+        assert r.returncode == 0, r.stderr.decode()
+        reps[s] = json.loads(r.stdout)
+    assert json.loads(preds["1"].read_text().splitlines()[0])["pred"]["source_langs"] == ["en"]
+    by_file = json.loads(run_xlt("eval", "--model", str(preds["1"]), str(test), "-q").stdout)
+    assert by_file["source_languages"] == reps["1"]["source_languages"] == ["en"]
+    assert by_file["average_non_source"] == reps["1"]["average_non_source"] is not None
+    assert by_file["languages"] == reps["1"]["languages"]
+    # a paired test by the two files is the paired test of model 1 against model 2's predictions
+    by_model = json.loads(run_xlt("eval", "--model", models["1"], "--compare", str(preds["2"]), str(test),
+                                  "--bootstrap", "200", "-q").stdout)
+    files = json.loads(run_xlt("eval", "--model", str(preds["1"]), "--compare", str(preds["2"]), str(test),
+                               "--bootstrap", "200", "-q").stdout)
+    assert files["compare"] == by_model["compare"] and files["compare"]["average_non_source"]["p_value"] is not None

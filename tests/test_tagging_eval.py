@@ -273,6 +273,9 @@ def test_eval_tagger_report_predictions_and_report(tagger, tmp_path):
     frozen = json.loads(r.stdout)
     assert frozen["signature"]["engine"] == "predictions"
     assert {k: v["accuracy"] for k, v in frozen["languages"].items()} == {k: v["accuracy"] for k, v in rep["languages"].items()}
+    # ... and the tagger's source languages (the file carries them): the same non-source average
+    assert frozen["source_languages"] == rep["source_languages"] and rep["source_languages"]
+    assert frozen["average_non_source"] == rep["average_non_source"]
     assert frozen["compare"]["average"]["delta"] == 0 and frozen["compare"]["languages"]["en"]["p_value"] == 1.0
     # xlt report reads a tagger's eval reports unchanged (token accuracy per language)
     frozen_path = tmp_path / "frozen.json"

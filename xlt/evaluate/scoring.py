@@ -95,7 +95,8 @@ def _score_chunk(buf: Sequence[tuple[str, Record]], classifiers: Sequence[Any], 
     if predictions is not None:
         for i, (_, rec) in enumerate(buf):
             rec_out = dict(rec)
-            rec_out["pred"] = prediction(outs[0], i, labels=labels.values, model=classifiers[0].digest, tagging=tagging)
+            rec_out["pred"] = prediction(outs[0], i, labels=labels.values, model=classifiers[0].digest, tagging=tagging,
+                                         source_langs=getattr(classifiers[0], "source_langs", None))
             predictions.write(dumps(rec_out) + "\n")
 
 
@@ -113,21 +114,27 @@ def _check_finite(buf: Sequence[tuple[str, Record]], classifiers: Sequence[Any],
                            "nothing is scored from a broken model")
 
 
-def prediction(out: Any, i: int, *, labels: Sequence[Any], model: str, tagging: bool = False) -> dict[str, Any]:
+def prediction(out: Any, i: int, *, labels: Sequence[Any], model: str, tagging: bool = False,
+               source_langs: Sequence[str] | None = None) -> dict[str, Any]:
     """The `pred` that `--predictions` adds to record `i` of a chunk's outputs `out`: the label,
-    the probabilities in the order of `labels`, the labels and the model digest; for a tagger one
-    tag and one probability row per word (`tags`, `probs`), None for a word the model could not
-    see. Only finite numbers (softmax of finite logits, rounded)."""
+    the probabilities in the order of `labels`, the labels, the model digest and the languages its
+    labels came from (`source_langs`, when known: an eval of the file then has the model's
+    non-source average); for a tagger one tag and one probability row per word (`tags`, `probs`),
+    None for a word the model could not see. Only finite numbers (softmax of finite logits, rounded)."""
     from xlt.inference.types import softmax
 
     if tagging:
         probs = softmax(out.logits[i])
         rows = [[round(float(x), 6) for x in p] if seen else None for p, seen in zip(probs, out.covered[i])]
         tags = [labels[int(p.argmax())] if seen else None for p, seen in zip(probs, out.covered[i])]
-        return {"tags": tags, "probs": rows, "labels": list(labels), "model": model}
-    p = softmax(out.logits[i:i + 1])[0]
-    return {"label": labels[int(p.argmax())], "probs": [round(float(x), 6) for x in p], "labels": list(labels),
-            "model": model}
+        pred = {"tags": tags, "probs": rows, "labels": list(labels), "model": model}
+    else:
+        p = softmax(out.logits[i:i + 1])[0]
+        pred = {"label": labels[int(p.argmax())], "probs": [round(float(x), 6) for x in p], "labels": list(labels),
+                "model": model}
+    if source_langs:
+        pred["source_langs"] = list(source_langs)
+    return pred
 
 
 def _shape_name(fields: Sequence[str]) -> str:

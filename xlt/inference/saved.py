@@ -4,7 +4,8 @@ wrote for the same records.
 Lets `eval` score or compare runs without running their models again (`--compare
 base.pred.jsonl`). The file is read in step with the input; each record's texts must match.
 A tagger's predictions (`pred.tags`, one `pred.probs` row per word, null for a word the model did
-not see) make a frozen tagger: per-word outputs, `xlt.tagging.model.WordOutputs`.
+not see) make a frozen tagger: per-word outputs, `xlt.tagging.model.WordOutputs`. `pred.source_langs`
+(the model's source languages, when eval knew them) gives the file the model's source languages.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class SavedPredictions:
         self.tagging = isinstance(pred.get("tags"), list)
         if self.tagging:
             self.manifest = {"fields": list(TAGGING)}
+        # the languages the model's labels came from, as eval wrote them: the non-source average
+        # of an eval of this file is the model's own
+        langs = pred.get("source_langs")
+        if isinstance(langs, list) and all(isinstance(x, str) for x in langs):
+            self.manifest["source_langs"] = list(langs)
 
     def note(self) -> str | None:
         return None
