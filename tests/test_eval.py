@@ -263,3 +263,10 @@ def test_an_eval_of_saved_predictions_is_the_eval_of_the_model(tiny_bert, tmp_pa
     files = json.loads(run_xlt("eval", "--model", str(preds["1"]), "--compare", str(preds["2"]), str(test),
                                "--bootstrap", "200", "-q").stdout)
     assert files["compare"] == by_model["compare"] and files["compare"]["average_non_source"]["p_value"] is not None
+    # a malformed pred.source_langs is refused with its place, not silently dropped
+    bad = tmp_path / "bad.pred.jsonl"
+    lines = preds["1"].read_text().splitlines()
+    first = json.loads(lines[0]); first["pred"]["source_langs"] = "en"
+    bad.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    r = run_xlt("eval", "--model", str(bad), str(test), "-q")
+    assert r.returncode == 2 and "pred.source_langs" in r.stderr.decode() and "bad.pred.jsonl" in r.stderr.decode()

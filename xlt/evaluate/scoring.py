@@ -93,10 +93,11 @@ def _score_chunk(buf: Sequence[tuple[str, Record]], classifiers: Sequence[Any], 
             else:
                 scored.preds[k].append(perms[k][int(out.logits[i].argmax())])
     if predictions is not None:
+        source_langs = getattr(classifiers[0], "source_langs", None)  # once per chunk, not per record
         for i, (_, rec) in enumerate(buf):
             rec_out = dict(rec)
             rec_out["pred"] = prediction(outs[0], i, labels=labels.values, model=classifiers[0].digest, tagging=tagging,
-                                         source_langs=getattr(classifiers[0], "source_langs", None))
+                                         source_langs=source_langs)
             predictions.write(dumps(rec_out) + "\n")
 
 

@@ -52,7 +52,9 @@ class SavedPredictions:
         # the languages the model's labels came from, as eval wrote them: the non-source average
         # of an eval of this file is the model's own
         langs = pred.get("source_langs")
-        if isinstance(langs, list) and all(isinstance(x, str) for x in langs):
+        if langs is not None:
+            if not (isinstance(langs, list) and all(isinstance(x, str) for x in langs)):
+                raise InputError(f'{first[0]}: field "pred.source_langs" must be a list of language codes')
             self.manifest["source_langs"] = list(langs)
 
     def note(self) -> str | None:
