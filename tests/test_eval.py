@@ -232,8 +232,9 @@ def test_eval_defaults_to_the_models_own_outputs(tiny_classifier, tmp_path):
 
 
 def test_an_eval_of_saved_predictions_is_the_eval_of_the_model(tiny_bert, tmp_path):
-    # The predictions file carries the model's source languages: scoring it (or comparing by it)
-    # gives the model's own non-source average and its paired test, not a report without them.
+    # The predictions file carries the model's source languages and its training record: scoring it
+    # (or comparing by it) gives the model's own non-source average, paired test, seed and steps,
+    # not a report without them.
     labels = ["contradiction", "entailment", "neutral"]
     data = [{"id": str(i), "lang": lang, "premise": f"premise {i} of {lang}", "hypothesis": f"hypothesis {i % 4}",
              "label": labels[i % 3]} for lang in ("en", "fr", "de") for i in range(12)]
@@ -263,6 +264,11 @@ def test_an_eval_of_saved_predictions_is_the_eval_of_the_model(tiny_bert, tmp_pa
     files = json.loads(run_xlt("eval", "--model", str(preds["1"]), "--compare", str(preds["2"]), str(test),
                                "--bootstrap", "200", "-q").stdout)
     assert files["compare"] == by_model["compare"] and files["compare"]["average_non_source"]["p_value"] is not None
+    # ... and how each model was trained (seed, steps, training time: what `xlt report` shows)
+    assert by_file["signature"]["training"] == reps["1"]["signature"]["training"]
+    assert files["signature"]["training"]["seed"] == 1 and files["signature"]["compare_training"]["seed"] == 2
+    assert files["signature"]["compare_training"] == by_model["signature"]["compare_training"] == \
+        reps["2"]["signature"]["training"] and reps["2"]["signature"]["training"]["steps"] > 0
     # a malformed pred.source_langs is refused with its place, not silently dropped
     bad = tmp_path / "bad.pred.jsonl"
     lines = preds["1"].read_text().splitlines()
@@ -270,3 +276,7 @@ def test_an_eval_of_saved_predictions_is_the_eval_of_the_model(tiny_bert, tmp_pa
     bad.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
     r = run_xlt("eval", "--model", str(bad), str(test), "-q")
     assert r.returncode == 2 and "pred.source_langs" in r.stderr.decode() and "bad.pred.jsonl" in r.stderr.decode()
+    first = json.loads(lines[0]); first["pred"]["training"] = "seed 1"
+    bad.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    r = run_xlt("eval", "--model", str(bad), str(test), "-q")
+    assert r.returncode == 2 and "pred.training" in r.stderr.decode() and "bad.pred.jsonl" in r.stderr.decode()

@@ -118,6 +118,8 @@ def test_recipe_runs_at_ci_scale(recipe, tmp_path, tiny_bert):
             assert csig["compare_model_digest"] == sig[own]["model_digest"], name
             assert cby[name]["baseline"] == own and cby[name]["p_value_average"] is not None, name
             assert cby[name]["languages"] == by[name]["languages"], name  # the same predictions as results.md
+            assert [cby[name]["training"][k] for k in ("seed", "steps", "train_seconds")] == \
+                [by[name]["training"][k] for k in ("seed", "steps", "train_seconds")] and by[name]["training"]["steps"] > 0, name
             assert cby[name]["delta_average"] == pytest.approx(by[name]["average"] - by[own]["average"], abs=1e-5)
     # A missing row (a report deleted, or a system added to SYSTEMS after a run) is rebuilt, and the
     # table with it: make must not take the newer results.json for proof that nothing is missing

@@ -17,7 +17,7 @@ def eval_cli(
     matrix: Annotated[bool, typer.Option("--matrix", help="Premise-language x hypothesis-language accuracy matrix (records from xlt pair --all).")] = False,
     plot: Annotated[Optional[str], typer.Option("--plot", help="With --matrix: write a heatmap PNG here.")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap samples for 95% intervals per language (and for --compare; default 1000 there).")] = 0,
-    predictions: Annotated[Optional[str], typer.Option("--predictions", help="Write each record with its prediction (JSONL) here: `pred` {label, probs, labels, model, source_langs}; for a tagger {tags, probs} one per word. `--model` or `--compare` reads such a file as a frozen model.")] = None,
+    predictions: Annotated[Optional[str], typer.Option("--predictions", help="Write each record with its prediction (JSONL) here: `pred` {label, probs, labels, model, source_langs, training}; for a tagger {tags, probs} one per word. `--model` or `--compare` reads such a file as a frozen model.")] = None,
     fields: common.Fields = None,
     batch_size: common.BatchSize = 64,
     max_length: Annotated[Optional[int], typer.Option("--max-length", min=8, help="Truncation (default: the checkpoint's).")] = None,

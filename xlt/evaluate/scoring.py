@@ -94,10 +94,11 @@ def _score_chunk(buf: Sequence[tuple[str, Record]], classifiers: Sequence[Any], 
                 scored.preds[k].append(perms[k][int(out.logits[i].argmax())])
     if predictions is not None:
         source_langs = getattr(classifiers[0], "source_langs", None)  # once per chunk, not per record
+        training = model_training(classifiers[0])
         for i, (_, rec) in enumerate(buf):
             rec_out = dict(rec)
             rec_out["pred"] = prediction(outs[0], i, labels=labels.values, model=classifiers[0].digest, tagging=tagging,
-                                         source_langs=source_langs)
+                                         source_langs=source_langs, training=training)
             predictions.write(dumps(rec_out) + "\n")
 
 
@@ -116,11 +117,12 @@ def _check_finite(buf: Sequence[tuple[str, Record]], classifiers: Sequence[Any],
 
 
 def prediction(out: Any, i: int, *, labels: Sequence[Any], model: str, tagging: bool = False,
-               source_langs: Sequence[str] | None = None) -> dict[str, Any]:
+               source_langs: Sequence[str] | None = None, training: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `pred` that `--predictions` adds to record `i` of a chunk's outputs `out`: the label,
-    the probabilities in the order of `labels`, the labels, the model digest and the languages its
+    the probabilities in the order of `labels`, the labels, the model digest, the languages its
     labels came from (`source_langs`, when known: an eval of the file then has the model's
-    non-source average); for a tagger one tag and one probability row per word (`tags`, `probs`),
+    non-source average) and how it was trained (`training`, when known: a report of the file then
+    has the model's seed, steps and training time); for a tagger one tag and one probability row per word (`tags`, `probs`),
     None for a word the model could not see. Only finite numbers (softmax of finite logits, rounded)."""
     from xlt.inference.types import softmax
 
@@ -135,6 +137,8 @@ def prediction(out: Any, i: int, *, labels: Sequence[Any], model: str, tagging: 
                 "model": model}
     if source_langs:
         pred["source_langs"] = list(source_langs)
+    if training:
+        pred["training"] = training
     return pred
 
 
@@ -380,30 +384,33 @@ def print_tables(report: dict[str, Any]) -> None:
         log.warn(f"{report['unlabelled']} record(s) without a label were predicted but not scored")
 
 
+def model_training(c: Any) -> dict[str, Any] | None:
+    """How model `c` was trained (`Classifier.training`: from its checkpoint's xlt.json, or what a
+    predictions file carries), None when unknown; another engine (an ensemble) by its manifest."""
+    from xlt.train.checkpoint import manifest_training_info
+
+    if hasattr(c, "training"):
+        return c.training
+    return manifest_training_info(getattr(c, "manifest", None) or {})
+
+
 def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Sequence[str], bootstrap: int,
               seed: int) -> dict[str, Any]:
     """Settings and versions behind a report: `engine` is what ran (`torch`, `ct2:float32`, or with
     int8 near-ties re-scored `ct2:int8+float32<0.03`); `training` is how the model was trained, from
-    its checkpoint's xlt.json (None for a model xlt did not train), so `xlt report` needs nothing
-    but the report."""
-    from xlt.train.checkpoint import manifest_training_info
-
+    its checkpoint's xlt.json or a predictions file's `pred.training` (None when unknown), so `xlt
+    report` needs nothing but the report."""
     def engine(c: Any) -> str:
         return getattr(c, "engine_name", "torch")
 
-    def training(c: Any) -> dict[str, Any] | None:
-        if getattr(c, "engine", None) == "predictions":  # its manifest only says what the file holds
-            return None
-        return manifest_training_info(getattr(c, "manifest", None) or {})
-
     sig: dict[str, Any] = {"xlt": __version__, "model": classifiers[0].path, "model_digest": classifiers[0].digest,
                            "data": data, "fields": list(fields), "engine": engine(classifiers[0]),
-                           "bootstrap": bootstrap, "seed": seed, "training": training(classifiers[0])}
+                           "bootstrap": bootstrap, "seed": seed, "training": model_training(classifiers[0])}
     if len(classifiers) > 1:
         sig["compare_model"] = classifiers[1].path
         sig["compare_model_digest"] = classifiers[1].digest
         sig["compare_engine"] = engine(classifiers[1])
-        sig["compare_training"] = training(classifiers[1])
+        sig["compare_training"] = model_training(classifiers[1])
     return sig
 
 

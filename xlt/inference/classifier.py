@@ -23,7 +23,7 @@ from xlt.inference.torch_engine import TorchEngine
 from xlt.inference.types import Engine, Inputs, Outputs, Texts
 from xlt.records import TAGGING, is_tagging
 from xlt.tagging.model import is_tagger
-from xlt.train.checkpoint import manifest_source_langs
+from xlt.train.checkpoint import manifest_source_langs, manifest_training_info
 from xlt.train.data import LabelSet, tokenize
 
 ENGINES = ("auto", "torch", "ct2")
@@ -125,6 +125,15 @@ class Classifier:
         """The languages its labels came from (teach: its training languages; distill: see
         xlt.distill.run.distill_source_langs)."""
         return manifest_source_langs(self.manifest)
+
+    @property
+    def training(self) -> dict[str, Any] | None:
+        """How the model was trained (`xlt.train.checkpoint.manifest_training_info`: seed, steps,
+        training seconds, ...), None for a model xlt did not train; a predictions file's is the one
+        eval wrote into it (`pred.training`)."""
+        if self.engine == "predictions":
+            return getattr(self.runner, "training", None)
+        return manifest_training_info(self.manifest)
 
     def predict(self, texts: Texts, *, hidden: bool = False) -> Any:
         """Outputs of `texts` (one tuple of text fields per record; `(words,)` for a tagger, whose

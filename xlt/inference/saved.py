@@ -5,7 +5,8 @@ Lets `eval` score or compare runs without running their models again (`--compare
 base.pred.jsonl`). The file is read in step with the input; each record's texts must match.
 A tagger's predictions (`pred.tags`, one `pred.probs` row per word, null for a word the model did
 not see) make a frozen tagger: per-word outputs, `xlt.tagging.model.WordOutputs`. `pred.source_langs`
-(the model's source languages, when eval knew them) gives the file the model's source languages.
+(the model's source languages, when eval knew them) gives the file the model's source languages,
+`pred.training` (how the model was trained) its seed, steps and training time.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ class SavedPredictions:
             if not (isinstance(langs, list) and all(isinstance(x, str) for x in langs)):
                 raise InputError(f'{first[0]}: field "pred.source_langs" must be a list of language codes')
             self.manifest["source_langs"] = list(langs)
+        # how the model was trained, as eval wrote it: a report of this file keeps its seed and steps
+        training = pred.get("training")
+        if training is not None and not isinstance(training, dict):
+            raise InputError(f'{first[0]}: field "pred.training" must be an object (how the model was trained)')
+        self.training: dict[str, Any] | None = training
 
     def note(self) -> str | None:
         return None
