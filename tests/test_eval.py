@@ -280,3 +280,11 @@ def test_an_eval_of_saved_predictions_is_the_eval_of_the_model(tiny_bert, tmp_pa
     bad.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
     r = run_xlt("eval", "--model", str(bad), str(test), "-q")
     assert r.returncode == 2 and "pred.training" in r.stderr.decode() and "bad.pred.jsonl" in r.stderr.decode()
+    # ... and so is a training number that is not a finite number (a report would show or sum it)
+    # (a NaN is refused by the reader itself, naming the file and line)
+    for key, value, said in (("steps", "615", "pred.training.steps"), ("seed", True, "pred.training.seed"),
+                             ("train_seconds", float("nan"), "bad.pred.jsonl:1")):
+        first = json.loads(lines[0]); first["pred"]["training"][key] = value
+        bad.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+        r = run_xlt("eval", "--model", str(bad), str(test), "-q")
+        assert r.returncode == 2 and said in r.stderr.decode(), r.stderr.decode()

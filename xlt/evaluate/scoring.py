@@ -94,7 +94,7 @@ def _score_chunk(buf: Sequence[tuple[str, Record]], classifiers: Sequence[Any], 
                 scored.preds[k].append(perms[k][int(out.logits[i].argmax())])
     if predictions is not None:
         source_langs = getattr(classifiers[0], "source_langs", None)  # once per chunk, not per record
-        training = model_training(classifiers[0])
+        training = classifiers[0].training
         for i, (_, rec) in enumerate(buf):
             rec_out = dict(rec)
             rec_out["pred"] = prediction(outs[0], i, labels=labels.values, model=classifiers[0].digest, tagging=tagging,
@@ -384,16 +384,6 @@ def print_tables(report: dict[str, Any]) -> None:
         log.warn(f"{report['unlabelled']} record(s) without a label were predicted but not scored")
 
 
-def model_training(c: Any) -> dict[str, Any] | None:
-    """How model `c` was trained (`Classifier.training`: from its checkpoint's xlt.json, or what a
-    predictions file carries), None when unknown; another engine (an ensemble) by its manifest."""
-    from xlt.train.checkpoint import manifest_training_info
-
-    if hasattr(c, "training"):
-        return c.training
-    return manifest_training_info(getattr(c, "manifest", None) or {})
-
-
 def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Sequence[str], bootstrap: int,
               seed: int) -> dict[str, Any]:
     """Settings and versions behind a report: `engine` is what ran (`torch`, `ct2:float32`, or with
@@ -405,12 +395,12 @@ def signature(classifiers: Sequence[Any], *, data: dict[str, str], fields: Seque
 
     sig: dict[str, Any] = {"xlt": __version__, "model": classifiers[0].path, "model_digest": classifiers[0].digest,
                            "data": data, "fields": list(fields), "engine": engine(classifiers[0]),
-                           "bootstrap": bootstrap, "seed": seed, "training": model_training(classifiers[0])}
+                           "bootstrap": bootstrap, "seed": seed, "training": classifiers[0].training}
     if len(classifiers) > 1:
         sig["compare_model"] = classifiers[1].path
         sig["compare_model_digest"] = classifiers[1].digest
         sig["compare_engine"] = engine(classifiers[1])
-        sig["compare_training"] = model_training(classifiers[1])
+        sig["compare_training"] = classifiers[1].training
     return sig
 
 

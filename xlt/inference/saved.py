@@ -18,6 +18,27 @@ from xlt.inference.types import Inputs, Outputs
 from xlt.records import TAGGING, Record, finite_numbers
 
 
+#: The numbers of a training record that `xlt report` shows and sums (xlt.evaluate.report.training_info).
+_TRAINING_NUMBERS = ("seed", "steps", "epochs", "examples_seen", "train_seconds")
+
+
+def _training(where: str, value: Any) -> dict[str, Any] | None:
+    """`pred.training` as read at `where`: an object whose seed, steps, epochs, examples and seconds
+    are finite numbers or null (else exit 2 naming the field): a report never shows, sums or writes
+    a wrong or non-finite number from a file."""
+    import math
+
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InputError(f'{where}: field "pred.training" must be an object (how the model was trained)')
+    for key in _TRAINING_NUMBERS:
+        v = value.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise InputError(f'{where}: field "pred.training.{key}" must be a finite number or null')
+    return value
+
+
 class SavedPredictions:
     """Reads `pred.probs` of each record of the predictions file `path` (`xlt.inference.types.Engine`);
     its logits are the log-probabilities. A tagger's file (its first `pred` has `tags`) is a
@@ -58,10 +79,7 @@ class SavedPredictions:
                 raise InputError(f'{first[0]}: field "pred.source_langs" must be a list of language codes')
             self.manifest["source_langs"] = list(langs)
         # how the model was trained, as eval wrote it: a report of this file keeps its seed and steps
-        training = pred.get("training")
-        if training is not None and not isinstance(training, dict):
-            raise InputError(f'{first[0]}: field "pred.training" must be an object (how the model was trained)')
-        self.training: dict[str, Any] | None = training
+        self.training: dict[str, Any] | None = _training(first[0], pred.get("training"))
 
     def note(self) -> str | None:
         return None
